@@ -1,0 +1,81 @@
+"""Command-line options that also read ``ORCHESTRATOR_*`` environment variables.
+
+Every entry point (scheduler, worker, ``taskctl``) builds its configuration with
+:class:`EnvArgumentParser`, so the rule is the same everywhere: ``--database`` can be given
+as ``ORCHESTRATOR_DATABASE``, ``--http-listen`` as ``ORCHESTRATOR_HTTP_LISTEN``; a flag on the
+command line wins over the variable, the variable over the built-in default.
+
+The environment is passed in (``environ=os.environ`` from ``__main__``) rather than read here,
+so tests build configurations from plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ENV_PREFIX = "ORCHESTRATOR_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_name(option: str) -> str:
+    """``--http-listen`` -> ``ORCHESTRATOR_HTTP_LISTEN``."""
+    return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}, got {text!r}")
+
+
+class EnvArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose long options fall back to ``ORCHESTRATOR_*`` variables."""
+
+    def __init__(self, *args: Any, environ: Mapping[str, str] | None = None, **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._environ: Mapping[str, str] = environ if environ is not None else {}
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
+        long_names = [n for n in name_or_flags if n.startswith("--")]
+        use_env = kwargs.pop("env", True)
+        if not long_names or not use_env:
+            return super().add_argument(*name_or_flags, **kwargs)
+        variable = env_name(long_names[0])
+        help_text = kwargs.get("help")
+        if help_text is not argparse.SUPPRESS:
+            kwargs["help"] = f"{help_text or ''} [env {variable}]".strip()
+        raw = self._environ.get(variable)
+        if raw is not None:
+            kwargs["default"] = self._convert_env(variable, raw, kwargs)
+            kwargs["required"] = False
+        return super().add_argument(*name_or_flags, **kwargs)
+
+    def _convert_env(self, variable: str, raw: str, kwargs: Mapping[str, Any]) -> Any:
+        """Apply the option's own conversion to the variable, failing with its name."""
+        action = kwargs.get("action")
+        try:
+            if action in ("store_true", "store_false", argparse.BooleanOptionalAction):
+                return parse_bool(raw)
+            if action == "append" or kwargs.get("nargs") in ("*", "+"):
+                convert = kwargs.get("type", str)
+                return [convert(part.strip()) for part in raw.split(",") if part.strip()]
+            convert = kwargs.get("type")
+            value = convert(raw) if convert is not None else raw
+            choices = kwargs.get("choices")
+            if choices is not None and value not in choices:
+                raise ValueError(f"expected one of {list(choices)}")
+            return value
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            self.error(f"environment variable {variable}={raw!r}: {exc}")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        return super().parse_args(args, namespace)

@@ -1,0 +1,1 @@
+"""The task-orchestrator contract: generated code only (see ``orchestrator.v1``)."""
