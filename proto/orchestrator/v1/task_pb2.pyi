@@ -111,7 +111,7 @@ class _TaskViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskView.Val
     TASK_VIEW_BASIC: _TaskView.ValueType  # 1
     """Without payload, result and attempt history."""
     TASK_VIEW_FULL: _TaskView.ValueType  # 2
-    """Everything, attempt history included."""
+    """With payload and result; GetTask, WatchTask and ListTasks add the attempt history."""
 
 class TaskView(_TaskView, metaclass=_TaskViewEnumTypeWrapper):
     """How much of a task a list or watch returns."""
@@ -121,7 +121,7 @@ TASK_VIEW_UNSPECIFIED: TaskView.ValueType  # 0
 TASK_VIEW_BASIC: TaskView.ValueType  # 1
 """Without payload, result and attempt history."""
 TASK_VIEW_FULL: TaskView.ValueType  # 2
-"""Everything, attempt history included."""
+"""With payload and result; GetTask, WatchTask and ListTasks add the attempt history."""
 Global___TaskView: _TypeAlias = TaskView  # noqa: Y015
 
 @_typing.final
@@ -137,7 +137,7 @@ class BackoffPolicy(_message.Message):
     MAXIMUM_FIELD_NUMBER: _builtins.int
     JITTER_FIELD_NUMBER: _builtins.int
     multiplier: _builtins.float
-    """Default 2.0; at least 1.0."""
+    """Default 2.0; 1.0 to 10.0."""
     jitter: _builtins.float
     """Fraction in [0, 1]; default 0.2."""
     @_builtins.property
@@ -152,15 +152,22 @@ class BackoffPolicy(_message.Message):
         self,
         *,
         initial: _duration_pb2.Duration | None = ...,
-        multiplier: _builtins.float = ...,
+        multiplier: _builtins.float | None = ...,
         maximum: _duration_pb2.Duration | None = ...,
-        jitter: _builtins.float = ...,
+        jitter: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["initial", b"initial", "maximum", b"maximum"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "_multiplier", b"_multiplier", "initial", b"initial", "jitter", b"jitter", "maximum", b"maximum", "multiplier", b"multiplier"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial", b"initial", "jitter", b"jitter", "maximum", b"maximum", "multiplier", b"multiplier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "_multiplier", b"_multiplier", "initial", b"initial", "jitter", b"jitter", "maximum", b"maximum", "multiplier", b"multiplier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__jitter: _TypeAlias = _typing.Literal["jitter"]  # noqa: Y015
+    _WhichOneofArgType__jitter: _TypeAlias = _typing.Literal["_jitter", b"_jitter"]  # noqa: Y015
+    _WhichOneofReturnType__multiplier: _TypeAlias = _typing.Literal["multiplier"]  # noqa: Y015
+    _WhichOneofArgType__multiplier: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__jitter) -> _WhichOneofReturnType__jitter | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__multiplier) -> _WhichOneofReturnType__multiplier | None: ...
 
 Global___BackoffPolicy: _TypeAlias = BackoffPolicy  # noqa: Y015
 
