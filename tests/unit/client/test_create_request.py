@@ -54,6 +54,13 @@ def test_partial_backoff_sets_only_what_was_given() -> None:
     request = create_task_request("foo", backoff=oc.Backoff(multiplier=2.5))
     assert request.backoff.multiplier == 2.5
     assert not request.backoff.HasField("initial")
+    assert not request.backoff.HasField("jitter")
+
+
+def test_zero_jitter_is_sent_as_set() -> None:
+    # `jitter` is `optional` in the contract so that 0 differs from "the default".
+    request = create_task_request("foo", backoff=oc.Backoff(jitter=0.0))
+    assert request.backoff.HasField("jitter")
     assert request.backoff.jitter == 0.0
 
 
