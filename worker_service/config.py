@@ -1,0 +1,252 @@
+"""The worker's configuration: one frozen, validated :class:`WorkerConfig`, built once in
+``__main__`` from the command line and ``ORCHESTRATOR_*`` variables, then passed down.
+
+Nothing else in the worker reads ``os.environ``; the environment is a parameter here so that
+tests build configurations from plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator_client.envargs import EnvArgumentParser
+from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
+from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
+
+from .context import HandlerSettings
+
+MAX_SLOTS = 10_000
+MAX_WORKER_ID = 128
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    scheduler: str = DEFAULT_SCHEDULER_ADDRESS
+    worker_id: str = "worker"
+    slots: int = 10
+    #: Served types; empty means every registered handler.
+    task_types: tuple[str, ...] = ()
+    #: Modules to import for user handlers.
+    modules: tuple[str, ...] = ()
+    bar_url: str = ""
+    fetch_url: str = ""
+    outbox_dir: Path = Path("outbox")
+    reports_dir: Path = Path("reports")
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "orchestrator@localhost"
+    cpu_workers: int = 1
+    shutdown_grace: float = 30.0
+    reconnect_max_delay: float = 10.0
+    foo_seconds: float = 3.0
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None, environ: Mapping[str, str]) -> WorkerConfig:
+        """Parse ``argv`` (flags win) over ``environ`` (``ORCHESTRATOR_*``) over defaults.
+
+        A bad value exits through the parser (status 2) with a message naming the flag or
+        the variable.
+        """
+        parser = build_parser(environ)
+        args = parser.parse_args(argv)
+        return cls(
+            scheduler=args.scheduler,
+            worker_id=args.worker_id,
+            slots=args.slots,
+            task_types=tuple(dict.fromkeys(args.task_types)),
+            modules=tuple(dict.fromkeys(args.module)),
+            bar_url=args.bar_url,
+            fetch_url=args.fetch_url,
+            outbox_dir=Path(args.outbox_dir),
+            reports_dir=Path(args.reports_dir),
+            smtp_host=args.smtp_host,
+            smtp_port=args.smtp_port,
+            smtp_from=args.smtp_from,
+            cpu_workers=args.cpu_workers,
+            shutdown_grace=args.shutdown_grace,
+            reconnect_max_delay=args.reconnect_max_delay,
+            foo_seconds=args.foo_seconds,
+            log_level=args.log_level,
+            log_format=args.log_format,
+        )
+
+    def handler_settings(self) -> HandlerSettings:
+        """The part of the configuration that handlers see."""
+        return HandlerSettings(
+            bar_url=self.bar_url,
+            fetch_url=self.fetch_url,
+            outbox_dir=self.outbox_dir,
+            reports_dir=self.reports_dir,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_from=self.smtp_from,
+            foo_seconds=self.foo_seconds,
+        )
+
+
+def default_worker_id() -> str:
+    """``<hostname>-<pid>``: stable across reconnects of one process, unique per process."""
+    return f"{socket.gethostname()}-{os.getpid()}"[:MAX_WORKER_ID]
+
+
+def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
+    parser = EnvArgumentParser(
+        prog="orchestrator-worker",
+        description="Run task handlers for a task-orchestrator scheduler.",
+        environ=environ,
+        # EnvArgumentParser sets its environment only after ArgumentParser.__init__, which
+        # already adds --help through add_argument (AttributeError); add -h/--help below.
+        add_help=False,
+    )
+    add = parser.add_argument
+    add("-h", "--help", action="help", env=False, help="show this help message and exit")
+    add(
+        "--scheduler",
+        type=_non_empty,
+        default=DEFAULT_SCHEDULER_ADDRESS,
+        help="the scheduler's gRPC address, host:port",
+    )
+    add(
+        "--worker-id",
+        type=_worker_id,
+        default=default_worker_id(),
+        help="this worker's id (1 to 128 characters), stable across reconnects",
+    )
+    add(
+        "--slots",
+        type=_int_range(1, MAX_SLOTS),
+        default=10,
+        help=f"tasks run at once (1 to {MAX_SLOTS})",
+    )
+    add(
+        "--task-types",
+        type=_comma_list,
+        action=_ListAction,
+        default=[],
+        help="comma-separated task types to serve (default: every registered handler)",
+    )
+    add(
+        "--module",
+        type=_comma_list,
+        action=_ListAction,
+        default=[],
+        help="Python module(s) with @handler functions to import; repeatable or comma-separated",
+    )
+    add("--bar-url", default="", help="URL `bar` fetches when the payload has no url")
+    add("--fetch-url", default="", help="URL `process_data` fetches when the payload has no url")
+    add(
+        "--outbox-dir",
+        type=_non_empty,
+        default="./outbox",
+        help="where send_email writes .eml files when no SMTP host is set",
+    )
+    add(
+        "--reports-dir",
+        type=_non_empty,
+        default="./reports",
+        help="where generate_report writes its reports",
+    )
+    add("--smtp-host", default="", help="SMTP relay for send_email (empty: use the outbox)")
+    add("--smtp-port", type=_int_range(1, 65535), default=25, help="SMTP relay port")
+    add(
+        "--smtp-from",
+        type=_non_empty,
+        default="orchestrator@localhost",
+        help="the From address of send_email",
+    )
+    add(
+        "--cpu-workers",
+        type=_int_range(1, 1024),
+        default=os.cpu_count() or 1,
+        help="processes for cpu-bound handlers",
+    )
+    add(
+        "--shutdown-grace",
+        type=_float_range(0, 86_400),
+        default=30.0,
+        help="seconds running tasks may finish after SIGTERM before they are returned",
+    )
+    add(
+        "--reconnect-max-delay",
+        type=_float_range(0.01, 3_600),
+        default=10.0,
+        help="longest pause in seconds between reconnection attempts",
+    )
+    add(
+        "--foo-seconds",
+        type=_float_range(0, 86_400),
+        default=3.0,
+        help="how long the `foo` task type sleeps",
+    )
+    add("--log-level", choices=LOG_LEVELS, default="info", help="log level")
+    add("--log-format", choices=LOG_FORMATS, default="text", help="log line format")
+    return parser
+
+
+class _ListAction(argparse.Action):
+    """Accumulate comma lists over repeated flags; the first flag on the command line
+    replaces the value from the environment instead of adding to it (flags win)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        if current is self.default:
+            current = []
+        setattr(namespace, self.dest, [*current, *values])
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
+def _worker_id(text: str) -> str:
+    if not 1 <= len(text) <= MAX_WORKER_ID or text != text.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_WORKER_ID} characters without surrounding spaces, got {text!r}"
+        )
+    return text
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    return parse
