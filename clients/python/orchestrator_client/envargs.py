@@ -18,6 +18,8 @@ from typing import Any
 ENV_PREFIX = "ORCHESTRATOR_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# Options that are commands to argparse rather than settings: no variable stands for them.
+_NO_ENV_ACTIONS = ("help", "version")
 
 
 def env_name(option: str) -> str:
@@ -38,15 +40,38 @@ class EnvArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose long options fall back to ``ORCHESTRATOR_*`` variables."""
 
     def __init__(self, *args: Any, environ: Mapping[str, str] | None = None, **kwargs: Any):
+        # Set first: ArgumentParser.__init__ already adds --help through add_argument.
+        self._environ: Mapping[str, str] = environ if environ is not None else {}
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
-        self._environ: Mapping[str, str] = environ if environ is not None else {}
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
+        return super().add_argument(*name_or_flags, **self._with_env(name_or_flags, kwargs))
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        return self._read_env_in(super().add_argument_group(*args, **kwargs))
+
+    def add_mutually_exclusive_group(self, **kwargs: Any) -> Any:
+        return self._read_env_in(super().add_mutually_exclusive_group(**kwargs))
+
+    def _read_env_in(self, container: Any) -> Any:
+        """Groups add arguments through their own ``add_argument``; give them the variables."""
+        add = container.add_argument
+
+        def add_argument(*name_or_flags: str, **kwargs: Any) -> argparse.Action:
+            action: argparse.Action = add(*name_or_flags, **self._with_env(name_or_flags, kwargs))
+            return action
+
+        container.add_argument = add_argument
+        return container
+
+    def _with_env(self, name_or_flags: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the help naming the variable and, if it is set, its value as default."""
+        kwargs = dict(kwargs)
         long_names = [n for n in name_or_flags if n.startswith("--")]
         use_env = kwargs.pop("env", True)
-        if not long_names or not use_env:
-            return super().add_argument(*name_or_flags, **kwargs)
+        if not long_names or not use_env or kwargs.get("action") in _NO_ENV_ACTIONS:
+            return kwargs
         variable = env_name(long_names[0])
         help_text = kwargs.get("help")
         if help_text is not argparse.SUPPRESS:
@@ -55,7 +80,7 @@ class EnvArgumentParser(argparse.ArgumentParser):
         if raw is not None:
             kwargs["default"] = self._convert_env(variable, raw, kwargs)
             kwargs["required"] = False
-        return super().add_argument(*name_or_flags, **kwargs)
+        return kwargs
 
     def _convert_env(self, variable: str, raw: str, kwargs: Mapping[str, Any]) -> Any:
         """Apply the option's own conversion to the variable, failing with its name."""
