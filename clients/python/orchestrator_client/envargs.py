@@ -37,40 +37,32 @@ def parse_bool(text: str) -> bool:
 
 
 class EnvArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose long options fall back to ``ORCHESTRATOR_*`` variables."""
+    """An ``ArgumentParser`` whose long options fall back to ``ORCHESTRATOR_*`` variables.
+
+    ``add_argument(..., env=False)`` opts an option out; argument groups made with
+    :meth:`add_argument_group` follow the same rule.
+    """
 
     def __init__(self, *args: Any, environ: Mapping[str, str] | None = None, **kwargs: Any):
-        # Set first: ArgumentParser.__init__ already adds --help through add_argument.
+        # Set before ArgumentParser.__init__, which already adds --help through add_argument.
         self._environ: Mapping[str, str] = environ if environ is not None else {}
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
-        return super().add_argument(*name_or_flags, **self._with_env(name_or_flags, kwargs))
+        return super().add_argument(*name_or_flags, **self.with_env(name_or_flags, kwargs))
 
-    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
-        return self._read_env_in(super().add_argument_group(*args, **kwargs))
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> argparse._ArgumentGroup:
+        group = _EnvArgumentGroup(self, *args, **kwargs)
+        self._action_groups.append(group)
+        return group
 
-    def add_mutually_exclusive_group(self, **kwargs: Any) -> Any:
-        return self._read_env_in(super().add_mutually_exclusive_group(**kwargs))
-
-    def _read_env_in(self, container: Any) -> Any:
-        """Groups add arguments through their own ``add_argument``; give them the variables."""
-        add = container.add_argument
-
-        def add_argument(*name_or_flags: str, **kwargs: Any) -> argparse.Action:
-            action: argparse.Action = add(*name_or_flags, **self._with_env(name_or_flags, kwargs))
-            return action
-
-        container.add_argument = add_argument
-        return container
-
-    def _with_env(self, name_or_flags: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with the help naming the variable and, if it is set, its value as default."""
+    def with_env(self, name_or_flags: Sequence[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the environment variable as default and named in the help."""
         kwargs = dict(kwargs)
-        long_names = [n for n in name_or_flags if n.startswith("--")]
         use_env = kwargs.pop("env", True)
-        if not long_names or not use_env or kwargs.get("action") in _NO_ENV_ACTIONS:
+        long_names = [n for n in name_or_flags if n.startswith("--")]
+        if not long_names or not use_env or kwargs.get("action") in ("help", "version"):
             return kwargs
         variable = env_name(long_names[0])
         help_text = kwargs.get("help")
@@ -100,7 +92,15 @@ class EnvArgumentParser(argparse.ArgumentParser):
         except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
             self.error(f"environment variable {variable}={raw!r}: {exc}")
 
-    def parse_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> argparse.Namespace:
-        return super().parse_args(args, namespace)
+
+class _EnvArgumentGroup(argparse._ArgumentGroup):
+    """An argument group whose options read the environment like the parser's own."""
+
+    def __init__(self, parser: EnvArgumentParser, *args: Any, **kwargs: Any) -> None:
+        super().__init__(parser, *args, **kwargs)
+        self._env_parser = parser
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
+        return super().add_argument(
+            *name_or_flags, **self._env_parser.with_env(name_or_flags, kwargs)
+        )

@@ -1,0 +1,177 @@
+"""Domain records to protobuf messages (the encoding half of the servicers)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
+from orchestrator_client.convert import (
+    duration_from_micros,
+    struct_from_json,
+    timestamp_from_micros,
+)
+
+from ..domain.model import (
+    AttemptRecord,
+    Change,
+    Lease,
+    Micros,
+    Stats,
+    TaskRecord,
+    TaskState,
+    TaskTypeRecord,
+    WorkerRecord,
+)
+
+
+def task_message(
+    task: TaskRecord,
+    now: Micros,
+    *,
+    full: bool,
+    attempts: Sequence[AttemptRecord] | None = None,
+) -> task_pb2.Task:
+    b = task.backoff
+    message = task_pb2.Task(
+        id=task.id,
+        type=task.type,
+        state=int(task.visible_state(now)),  # type: ignore[arg-type]
+        priority=task.priority,
+        run_at=timestamp_from_micros(task.run_at),
+        max_attempts=task.max_attempts,
+        backoff=task_pb2.BackoffPolicy(
+            initial=duration_from_micros(b.initial),
+            multiplier=b.multiplier,
+            maximum=duration_from_micros(b.maximum),
+            jitter=b.jitter,
+        ),
+        timeout=duration_from_micros(task.timeout),
+        group=task.group,
+        idempotency_key=task.idempotency_key,
+        cache=task.cache,
+        client=task.client,
+        labels=dict(task.labels),
+        error=task.error,
+        attempts=task.attempts,
+        created_at=timestamp_from_micros(task.created_at),
+        updated_at=timestamp_from_micros(task.updated_at),
+        due_at=timestamp_from_micros(task.due_at),
+        revision=task.revision,
+        worker_id=task.worker_id,
+        lease_id=task.lease_id,
+    )
+    if task.started_at is not None:
+        message.started_at.CopyFrom(timestamp_from_micros(task.started_at))
+    if task.finished_at is not None:
+        message.finished_at.CopyFrom(timestamp_from_micros(task.finished_at))
+    if full:
+        message.payload.CopyFrom(struct_from_json(task.payload_json))
+        if task.result_json is not None:
+            message.result.CopyFrom(struct_from_json(task.result_json))
+        for attempt in attempts or ():
+            message.attempt_history.append(attempt_message(attempt))
+    return message
+
+
+def attempt_message(attempt: AttemptRecord) -> task_pb2.Attempt:
+    message = task_pb2.Attempt(
+        number=attempt.number,
+        worker_id=attempt.worker_id,
+        lease_id=attempt.lease_id,
+        started_at=timestamp_from_micros(attempt.started_at),
+        outcome=int(attempt.outcome),  # type: ignore[arg-type]
+        error=attempt.error,
+    )
+    if attempt.finished_at is not None:
+        message.finished_at.CopyFrom(timestamp_from_micros(attempt.finished_at))
+    return message
+
+
+def event_message(change: Change, now: Micros, *, full: bool) -> task_service_pb2.TaskEvent:
+    if change.task is None:
+        return task_service_pb2.TaskEvent(
+            type=task_service_pb2.TASK_EVENT_TYPE_DELETED,
+            task=task_pb2.Task(id=change.task_id, type=change.type),
+            revision=change.revision,
+        )
+    return task_service_pb2.TaskEvent(
+        type=task_service_pb2.TASK_EVENT_TYPE_UPSERTED,
+        task=task_message(change.task, now, full=full),
+        revision=change.revision,
+    )
+
+
+def counts_message(counts: Mapping[TaskState, int]) -> admin_service_pb2.TaskCounts:
+    return admin_service_pb2.TaskCounts(
+        scheduled=counts.get(TaskState.SCHEDULED, 0),
+        pending=counts.get(TaskState.PENDING, 0),
+        running=counts.get(TaskState.RUNNING, 0),
+        succeeded=counts.get(TaskState.SUCCEEDED, 0),
+        failed=counts.get(TaskState.FAILED, 0),
+        cancelled=counts.get(TaskState.CANCELLED, 0),
+    )
+
+
+def task_type_message(record: TaskTypeRecord, connected_workers: int) -> admin_service_pb2.TaskType:
+    return admin_service_pb2.TaskType(
+        name=record.name,
+        state=(
+            admin_service_pb2.TASK_TYPE_STATE_PAUSED
+            if record.paused
+            else admin_service_pb2.TASK_TYPE_STATE_ACTIVE
+        ),
+        counts=counts_message(record.counts),
+        connected_workers=connected_workers,
+        first_seen_at=timestamp_from_micros(record.first_seen_at),
+    )
+
+
+def worker_message(worker: WorkerRecord) -> admin_service_pb2.Worker:
+    return admin_service_pb2.Worker(
+        id=worker.worker_id,
+        hostname=worker.hostname,
+        pid=worker.pid,
+        version=worker.version,
+        task_types=list(worker.task_types),
+        slots=worker.slots,
+        in_flight=worker.in_flight,
+        connected_at=timestamp_from_micros(worker.connected_at),
+        last_heartbeat_at=timestamp_from_micros(worker.last_heartbeat_at),
+        scheduler_id=worker.scheduler_id,
+        draining=worker.draining,
+    )
+
+
+def stats_message(stats: Stats, connected_workers: int) -> admin_service_pb2.GetStatsResponse:
+    return admin_service_pb2.GetStatsResponse(
+        totals=counts_message(stats.totals),
+        by_type=[
+            admin_service_pb2.TypeStats(type=name, counts=counts_message(counts))
+            for name, counts in sorted(stats.by_type.items())
+        ],
+        retries=stats.retries,
+        over_retry_limit=stats.over_retry_limit,
+        most_retried=[
+            admin_service_pb2.TaskRetries(
+                task_id=task_id, type=type_name, attempts=attempts, max_attempts=max_attempts
+            )
+            for task_id, type_name, attempts, max_attempts in stats.most_retried
+        ],
+        finished_last_minute=stats.finished_last_minute,
+        throughput_per_second=stats.finished_last_minute / 60.0,
+        connected_workers=connected_workers,
+    )
+
+
+def lease_message(lease: Lease) -> worker_service_pb2.Lease:
+    return worker_service_pb2.Lease(
+        lease_id=lease.lease_id,
+        task_id=lease.task_id,
+        type=lease.type,
+        payload_json=lease.payload_json.encode(),
+        attempt=lease.attempt,
+        max_attempts=lease.max_attempts,
+        timeout=duration_from_micros(lease.timeout),
+        created_at=timestamp_from_micros(lease.created_at),
+        labels=dict(lease.labels),
+    )

@@ -1,0 +1,104 @@
+"""Domain errors to gRPC status codes, in one table; everything else is INTERNAL.
+
+Every servicer method is wrapped by :func:`unary` or :func:`server_stream`, so a
+handler raises :class:`~scheduler_service.domain.errors.SchedulerError` subclasses and
+never touches status codes itself. An unexpected exception is logged with its traceback
+and a reference, and the caller gets INTERNAL with that reference only: no internals leak.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from ..domain import errors
+from ..engine.metrics import SchedulerMetrics
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[errors.SchedulerError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def status_of(exc: errors.SchedulerError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]  # type: ignore[index]
+    return grpc.StatusCode.UNKNOWN
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Servicer = Any
+
+
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, errors.SchedulerError):
+        await context.abort(status_of(exc), exc.message)
+    reference = secrets.token_hex(4)
+    log.error(
+        "unexpected error in %s", method, exc_info=exc, extra={"error_ref": reference}
+    )
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "OK"
+
+
+def unary(
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        metrics: SchedulerMetrics = self.metrics
+        started = time.perf_counter()
+        try:
+            return await method(self, request, context)
+        except (errors.SchedulerError, Exception) as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort_for(exc, context, name)
+            raise  # pragma: no cover - abort raises
+        finally:
+            metrics.grpc_latency.labels(method=name).observe(time.perf_counter() - started)
+            metrics.grpc_calls.labels(method=name, code=_code_of(context)).inc()
+
+    return wrapper
+
+
+def server_stream(
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Servicer, request: Req, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Resp]:
+        metrics: SchedulerMetrics = self.metrics
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except (errors.SchedulerError, Exception) as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort_for(exc, context, name)
+        finally:
+            metrics.grpc_calls.labels(method=name, code=_code_of(context)).inc()
+
+    return wrapper

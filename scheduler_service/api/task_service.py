@@ -1,0 +1,229 @@
+"""orchestrator.v1.TaskService: decode, call :class:`TaskOperations`, encode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import empty_pb2
+
+from orchestrator.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from orchestrator_client.protocol import CLIENT_METADATA_KEY
+
+from ..domain.clock import Clock
+from ..domain.errors import InvalidArgument
+from ..domain.model import AttemptRecord, TaskFilter, TaskRecord
+from ..engine.feed import ChangeFeed
+from ..engine.metrics import SchedulerMetrics
+from ..engine.tasks import TaskOperations
+from . import codec, page_tokens, validation
+from .errors import server_stream, unary
+from .validation import Limits
+
+BASIC = task_pb2.TASK_VIEW_BASIC
+FULL = task_pb2.TASK_VIEW_FULL
+_ORDERS = {"": True, "created_at desc": True, "created_at asc": False, "created_at": False}
+
+
+def caller_identity(context: grpc.aio.ServicerContext, limits: Limits) -> str:
+    """Who is calling: the ``orchestrator-client`` metadata value, or empty."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_METADATA_KEY:
+            text = value if isinstance(value, str) else value.decode(errors="replace")
+            if len(text) > limits.max_name_length:
+                raise InvalidArgument(
+                    f"metadata {CLIENT_METADATA_KEY}",
+                    f"must be at most {limits.max_name_length} characters",
+                )
+            return text
+    return ""
+
+
+class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(
+        self,
+        tasks: TaskOperations,
+        feed: ChangeFeed,
+        clock: Clock,
+        limits: Limits,
+        metrics: SchedulerMetrics,
+    ) -> None:
+        self.tasks = tasks
+        self.feed = feed
+        self.clock = clock
+        self.limits = limits
+        self.metrics = metrics
+
+    @unary
+    async def CreateTask(
+        self, request: task_service_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_pb2.Task:
+        now = self.clock.now()
+        spec = validation.task_spec(
+            request, client=caller_identity(context, self.limits), now=now, limits=self.limits
+        )
+        (task,) = await self.tasks.create([spec], ["type"])
+        return codec.task_message(task, self.clock.now(), full=True)
+
+    @unary
+    async def BatchCreateTasks(
+        self, request: task_service_pb2.BatchCreateTasksRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.BatchCreateTasksResponse:
+        count = len(request.tasks)
+        if not 1 <= count <= self.limits.max_batch:
+            raise InvalidArgument(
+                "tasks", f"must hold 1 to {self.limits.max_batch} tasks, got {count}"
+            )
+        client = caller_identity(context, self.limits)
+        now = self.clock.now()
+        specs = [
+            validation.task_spec(
+                item, client=client, now=now, limits=self.limits, prefix=f"tasks[{i}]."
+            )
+            for i, item in enumerate(request.tasks)
+        ]
+        fields = [f"tasks[{i}].type" for i in range(count)]
+        created = await self.tasks.create(specs, fields)
+        now = self.clock.now()
+        return task_service_pb2.BatchCreateTasksResponse(
+            tasks=[codec.task_message(task, now, full=True) for task in created]
+        )
+
+    @unary
+    async def GetTask(
+        self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_pb2.Task:
+        task_id = validation.require_task_id("id", request.id)
+        task, attempts = await self.tasks.get(task_id)
+        return codec.task_message(task, self.clock.now(), full=True, attempts=attempts)
+
+    @unary
+    async def ListTasks(
+        self, request: task_service_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.ListTasksResponse:
+        flt = self._filter(request)
+        if request.order_by.strip().lower() not in _ORDERS:
+            raise InvalidArgument(
+                "order_by", f"{request.order_by!r}: use 'created_at desc' or 'created_at asc'"
+            )
+        descending = _ORDERS[request.order_by.strip().lower()]
+        size = validation.page_size(
+            "page_size", request.page_size, self.limits.default_page_size, self.limits.max_page_size
+        )
+        view = validation.view("view", request.view, BASIC)
+        fingerprint = page_tokens.fingerprint([_filter_key(flt), descending])
+        after = page_tokens.decode(request.page_token, fingerprint)
+        page = await self.tasks.list(
+            flt, page_size=size, after_id=after, descending=descending, full=view == FULL
+        )
+        now = self.clock.now()
+        return task_service_pb2.ListTasksResponse(
+            tasks=[
+                codec.task_message(t, now, full=view == FULL, attempts=page.attempts.get(t.id))
+                for t in page.tasks
+            ],
+            next_page_token=(
+                page_tokens.encode(page.last_id, fingerprint) if page.last_id else ""
+            ),
+            revision=page.revision,
+        )
+
+    @unary
+    async def DeleteTask(
+        self, request: task_service_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self.tasks.delete(validation.require_task_id("id", request.id))
+        return empty_pb2.Empty()
+
+    @unary
+    async def DeleteTasks(
+        self, request: task_service_pb2.DeleteTasksRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.DeleteTasksResponse:
+        count = await self.tasks.delete_matching(self._filter(request), request.confirm_all)
+        return task_service_pb2.DeleteTasksResponse(deleted_count=count)
+
+    @unary
+    async def CancelTask(
+        self, request: task_service_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_pb2.Task:
+        task = await self.tasks.cancel(validation.require_task_id("id", request.id))
+        return codec.task_message(task, self.clock.now(), full=True)
+
+    @unary
+    async def RetryTask(
+        self, request: task_service_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_pb2.Task:
+        task = await self.tasks.retry(validation.require_task_id("id", request.id))
+        return codec.task_message(task, self.clock.now(), full=True)
+
+    @server_stream
+    async def WatchTask(
+        self, request: task_service_pb2.WatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[task_service_pb2.TaskEvent]:
+        task_id = validation.require_task_id("id", request.id)
+        full = validation.view("view", request.view, FULL) == FULL
+        # Subscribe before reading the task, so no change between the two is lost.
+        with self.feed.subscribe(TaskFilter(task_id=task_id)) as subscription:
+            task, attempts = await self.tasks.get(task_id)
+            yield self._event(task, attempts, full)
+            if task.state.is_terminal:
+                return
+            async for change in subscription.changes():
+                if change.revision <= task.revision:
+                    continue  # already part of the first answer
+                if change.task is None:
+                    yield codec.event_message(change, self.clock.now(), full=full)
+                    return
+                attempts = await self.tasks.attempts(task_id) if full else []
+                yield self._event(change.task, attempts, full)
+                if change.task.state.is_terminal:
+                    return
+
+    def _event(
+        self, task: TaskRecord, attempts: list[AttemptRecord], full: bool
+    ) -> task_service_pb2.TaskEvent:
+        return task_service_pb2.TaskEvent(
+            type=task_service_pb2.TASK_EVENT_TYPE_UPSERTED,
+            task=codec.task_message(task, self.clock.now(), full=full, attempts=attempts),
+            revision=task.revision,
+        )
+
+    @server_stream
+    async def WatchTasks(
+        self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[task_service_pb2.TaskEvent]:
+        flt = self._filter(request)
+        full = validation.view("view", request.view, BASIC) == FULL
+        if request.since_revision < 0:
+            raise InvalidArgument("since_revision", "must not be negative")
+        since = request.since_revision or None
+        with self.feed.subscribe(flt, since_revision=since) as subscription:
+            async for change in subscription.changes():
+                yield codec.event_message(change, self.clock.now(), full=full)
+
+    def _filter(
+        self,
+        request: (
+            task_service_pb2.ListTasksRequest
+            | task_service_pb2.DeleteTasksRequest
+            | task_service_pb2.WatchTasksRequest
+        ),
+    ) -> TaskFilter:
+        return validation.task_filter(
+            states=request.states,
+            types=request.types,
+            client=request.client,
+            group=request.group,
+            labels=request.labels,
+            limits=self.limits,
+        )
+
+
+def _filter_key(flt: TaskFilter) -> list[object]:
+    return [
+        sorted(int(s) for s in flt.states),
+        sorted(flt.types),
+        flt.client,
+        flt.group,
+        sorted(flt.labels.items()),
+    ]

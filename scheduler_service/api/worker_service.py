@@ -1,0 +1,268 @@
+"""orchestrator.v1.WorkerService.Connect: the lease stream (see worker_service.proto).
+
+The servicer only translates: the hello becomes a :class:`WorkerSession` attached to the
+:class:`Dispatcher`; incoming results, heartbeats and credit become dispatcher calls; the
+session's outbox becomes outgoing messages, coalesced so that everything queued while
+one message was being written leaves in the next (several leases, acks or cancels per
+message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from orchestrator.v1 import worker_service_pb2 as pb
+from orchestrator.v1 import worker_service_pb2_grpc
+from orchestrator_client.convert import duration_from_micros
+from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
+
+from ..domain.clock import Clock
+from ..domain.errors import FailedPrecondition, InvalidArgument
+from ..domain.model import AttemptEnd, AttemptOutcome, Micros, WorkerRecord
+from ..engine.dispatcher import Dispatcher
+from ..engine.metrics import SchedulerMetrics
+from ..engine.sessions import Outgoing, SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
+from . import codec
+from .errors import server_stream
+from .validation import Limits, require_name
+
+log = logging.getLogger(__name__)
+
+MAX_SLOTS = 10_000
+MAX_TYPES = 1_000
+HELLO_TIMEOUT = 10.0
+
+_OUTCOMES = {
+    pb.RESULT_OUTCOME_SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    pb.RESULT_OUTCOME_FAILED: AttemptOutcome.FAILED,
+    pb.RESULT_OUTCOME_CANCELLED: AttemptOutcome.CANCELLED,
+    pb.RESULT_OUTCOME_RETURNED: AttemptOutcome.RETURNED,
+    pb.RESULT_OUTCOME_TIMED_OUT: AttemptOutcome.TIMED_OUT,
+}
+
+
+class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        limits: Limits,
+        metrics: SchedulerMetrics,
+        *,
+        heartbeat_interval: Micros,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.limits = limits
+        self.metrics = metrics
+        self.heartbeat_interval = heartbeat_interval
+
+    @server_stream
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[pb.WorkerMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.SchedulerMessage]:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
+        except (TimeoutError, StopAsyncIteration):
+            raise InvalidArgument("hello", "the first message must be a hello") from None
+        session, record = self._session_from_hello(first)
+        yield pb.SchedulerMessage(
+            welcome=pb.Welcome(
+                protocol_version=WORKER_PROTOCOL_VERSION,
+                scheduler_id=self.dispatcher.scheduler_id,
+                session_id=session.session_id,
+                heartbeat_interval=duration_from_micros(self.heartbeat_interval),
+                lease_ttl=duration_from_micros(self.dispatcher.lease_ttl),
+            )
+        )
+        await self.dispatcher.attach(session, record)
+        reader = asyncio.create_task(
+            self._read(session, request_iterator), name=f"worker-reader-{session.session_id}"
+        )
+        try:
+            while not session.closed.is_set():
+                getter = asyncio.ensure_future(session.outbox.get())
+                closed = asyncio.ensure_future(session.closed.wait())
+                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    break
+                items = [getter.result()]
+                while not session.outbox.empty():
+                    items.append(session.outbox.get_nowait())
+                for message in _coalesce(items):
+                    yield message
+            if reader.done() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await self.dispatcher.detach(session)
+
+    def _session_from_hello(self, message: pb.WorkerMessage) -> tuple[WorkerSession, WorkerRecord]:
+        if message.WhichOneof("message") != "hello":
+            raise InvalidArgument("hello", "the first message must be a hello")
+        hello = message.hello
+        if hello.protocol_version != WORKER_PROTOCOL_VERSION:
+            raise FailedPrecondition(
+                f"worker protocol version {hello.protocol_version} is not supported: this "
+                f"scheduler speaks version {WORKER_PROTOCOL_VERSION}; upgrade the worker or "
+                "the scheduler so that they match"
+            )
+        require_name("hello.worker_id", hello.worker_id, self.limits)
+        if not hello.task_types:
+            raise InvalidArgument("hello.task_types", "must name at least one task type")
+        if len(hello.task_types) > MAX_TYPES:
+            raise InvalidArgument("hello.task_types", f"at most {MAX_TYPES} types")
+        for i, name in enumerate(hello.task_types):
+            require_name(f"hello.task_types[{i}]", name, self.limits)
+        if not 1 <= hello.slots <= MAX_SLOTS:
+            raise InvalidArgument("hello.slots", f"must be between 1 and {MAX_SLOTS}")
+        now = self.clock.now()
+        session = WorkerSession(
+            session_id=secrets.token_hex(8),
+            worker_id=hello.worker_id,
+            types=frozenset(hello.task_types),
+            slots=hello.slots,
+            credit=hello.slots,
+            connected_at=now,
+        )
+        record = WorkerRecord(
+            session_id=session.session_id,
+            worker_id=hello.worker_id,
+            scheduler_id=self.dispatcher.scheduler_id,
+            hostname=hello.hostname[:255],
+            pid=hello.pid,
+            version=hello.version[:64],
+            task_types=tuple(sorted(session.types)),
+            slots=hello.slots,
+            connected_at=now,
+            last_heartbeat_at=now,
+        )
+        return session, record
+
+    async def _read(
+        self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]
+    ) -> None:
+        """Apply the worker's messages; a silence longer than a lease ends the stream."""
+        silence = self.dispatcher.lease_ttl / 1e6
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(anext(request_iterator), silence)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    log.warning(
+                        "worker silent for a whole lease period; closing its stream",
+                        extra={"worker_id": session.worker_id, "session_id": session.session_id},
+                    )
+                    return
+                kind = message.WhichOneof("message")
+                if kind == "results":
+                    ends = [self._attempt_end(r) for r in message.results.results]
+                    credit = max(0, message.results.credit)
+                    await self.dispatcher.results(session, ends, credit)
+                elif kind == "heartbeat":
+                    await self.dispatcher.heartbeat(session, list(message.heartbeat.lease_ids))
+                elif kind == "credit":
+                    self.dispatcher.grant(session, max(0, message.credit.slots))
+                elif kind == "draining":
+                    await self.dispatcher.worker_draining(session)
+                elif kind == "hello":
+                    raise InvalidArgument("hello", "sent twice on one stream")
+        finally:
+            session.closed.set()
+
+    def _attempt_end(self, result: pb.TaskResult) -> AttemptEnd:
+        """A worker's result as an AttemptEnd; a malformed result counts as a failure."""
+        outcome = _OUTCOMES.get(result.outcome)
+        if outcome is None:
+            return AttemptEnd(
+                result.lease_id,
+                AttemptOutcome.FAILED,
+                error=f"worker sent a result with unknown outcome {result.outcome}",
+            )
+        if outcome != AttemptOutcome.SUCCEEDED:
+            return AttemptEnd(
+                result.lease_id,
+                outcome,
+                error=result.error[:4096],
+                retryable=not result.non_retryable,
+            )
+        problem = _result_problem(result.result_json, self.limits.max_payload_bytes)
+        if problem:
+            return AttemptEnd(result.lease_id, AttemptOutcome.FAILED, error=problem)
+        text = result.result_json.decode() if result.result_json else "{}"
+        return AttemptEnd(result.lease_id, outcome, result_json=text)
+
+
+def _result_problem(raw: bytes, limit: int) -> str:
+    if len(raw) > limit:
+        return f"worker sent a result of {len(raw)} bytes, over the limit of {limit}"
+    if not raw:
+        return ""
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"worker sent a result that is not JSON: {exc}"
+    if not isinstance(value, dict):
+        return "worker sent a result that is not a JSON object"
+    return ""
+
+
+def _coalesce(items: Sequence[Outgoing]) -> list[pb.SchedulerMessage]:
+    """Merge queued outgoing items into at most one message of each kind."""
+    acks: list[pb.ResultAck] = []
+    cancels: list[str] = []
+    cancel_reason = ""
+    leases: list[pb.Lease] = []
+    drain: SendDrain | None = None
+    for item in items:
+        if isinstance(item, SendAcks):
+            acks.extend(
+                pb.ResultAck(
+                    lease_id=a.lease_id,
+                    accepted=a.accepted,
+                    code=(
+                        grpc.StatusCode.OK.value[0]
+                        if a.accepted
+                        else grpc.StatusCode.FAILED_PRECONDITION.value[0]
+                    ),
+                    message=a.reason,
+                )
+                for a in item.acks
+            )
+        elif isinstance(item, SendCancel):
+            cancels.extend(item.lease_ids)
+            cancel_reason = item.reason
+        elif isinstance(item, SendLeases):
+            leases.extend(codec.lease_message(lease) for lease in item.leases)
+        else:
+            drain = item
+    messages = []
+    if acks:
+        messages.append(pb.SchedulerMessage(acks=pb.ResultAcks(acks=acks)))
+    if leases:
+        messages.append(pb.SchedulerMessage(leases=pb.LeaseBatch(leases=leases)))
+    # After the leases: a cancel may name a lease granted in the same breath.
+    if cancels:
+        messages.append(
+            pb.SchedulerMessage(cancel=pb.CancelLeases(lease_ids=cancels, reason=cancel_reason))
+        )
+    if drain is not None:
+        messages.append(
+            pb.SchedulerMessage(
+                drain=pb.Drain(grace=duration_from_micros(drain.grace), reason=drain.reason)
+            )
+        )
+    return messages

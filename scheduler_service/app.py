@@ -1,0 +1,180 @@
+"""SchedulerApp: builds the scheduler from its config and runs it until stopped.
+
+Lifecycle (STYLE.md §5): :meth:`run` starts the store, the engine loops, the gRPC and HTTP
+servers, then waits; :meth:`stop` (idempotent, called from ``__main__`` on SIGTERM) drains
+workers for ``shutdown_grace``, stops the servers and closes the store. The engine loops
+are named side tasks; if one dies unexpectedly the whole scheduler stops rather than limp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .api.admin_service import AdminServicer
+from .api.server import GrpcServer
+from .api.task_service import TaskServicer
+from .api.worker_service import WorkerServicer
+from .config import SchedulerConfig
+from .dev_worker import DevWorker
+from .domain.clock import Clock, SystemClock
+from .domain.model import MICROS_PER_SECOND
+from .engine.dispatcher import Dispatcher
+from .engine.feed import ChangeFeed
+from .engine.metrics import SchedulerMetrics
+from .engine.reaper import LeaseReaper
+from .engine.task_types import KnownTaskTypes
+from .engine.tasks import TaskOperations
+from .http.server import HttpServer, build_app
+from .store.sqlite.store import SqliteOptions, SqliteTaskStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Addresses:
+    grpc: str
+    http: str
+
+
+class SchedulerApp:
+    def __init__(self, config: SchedulerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = SchedulerMetrics()
+        self.store = SqliteTaskStore(
+            config.database_path,
+            SqliteOptions(
+                synchronous=config.sqlite_synchronous,
+                priority_aging=int(config.priority_aging * MICROS_PER_SECOND),
+                clock=self.clock,
+            ),
+        )
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.clock,
+            self.metrics,
+            scheduler_id=config.scheduler_id,
+            lease_ttl=int(config.lease_ttl * MICROS_PER_SECOND),
+            poll_interval=config.poll_interval,
+        )
+        self.feed = ChangeFeed(self.store, self.clock, config.poll_interval)
+        self.reaper = LeaseReaper(self.store, self.dispatcher, self.metrics, config.reap_interval)
+        self.types = KnownTaskTypes(self.store)
+        self.tasks = TaskOperations(self.store, self.dispatcher, self.types, self.metrics)
+        limits = config.limits
+        self.grpc = GrpcServer(
+            TaskServicer(self.tasks, self.feed, self.clock, limits, self.metrics),
+            WorkerServicer(
+                self.dispatcher,
+                self.clock,
+                limits,
+                self.metrics,
+                heartbeat_interval=int(config.heartbeat_interval * MICROS_PER_SECOND),
+            ),
+            AdminServicer(self.store, self.dispatcher, self.clock, limits, self.metrics),
+        )
+        self.http: HttpServer | None = None
+        self.dev_worker: DevWorker | None = None
+        self._side_tasks: list[asyncio.Task[None]] = []
+        self._ready = False
+        self._stopped = asyncio.Event()
+        self._stop_started = False
+        self.addresses: Addresses | None = None
+        self.store.add_commit_listener(self._on_commit)
+
+    def _on_commit(self, revision: int) -> None:
+        self.dispatcher.wake()
+        self.feed.notify(revision)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> Addresses:
+        config = self.config
+        await self.store.open()
+        await self.store.register_task_types(list(config.task_types))
+        await self.types.load()
+        await self.feed.start()
+        port = self.grpc.bind(config.listen)
+        host = config.listen.rpartition(":")[0] or "127.0.0.1"
+        grpc_address = f"{host}:{port}"
+        await self.grpc.start()
+        http_address = ""
+        if config.http_listen.lower() not in ("", "off", "none"):
+            self.http = HttpServer(build_app(self.metrics, lambda: self._ready))
+            http_address = await self.http.start(config.http_listen)
+        for name, coro in (
+            ("dispatcher", self.dispatcher.run()),
+            ("lease-reaper", self.reaper.run()),
+            ("change-feed", self.feed.run()),
+        ):
+            self._side_tasks.append(asyncio.create_task(coro, name=name))
+        if config.with_worker:
+            connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
+            self.dev_worker = DevWorker(f"{connect_host}:{port}", config.worker_args)
+            self._side_tasks.append(asyncio.create_task(self.dev_worker.run(), name="dev-worker"))
+            await self._wait_for_dev_worker()
+        await self.grpc.set_serving(True)
+        self._ready = True
+        self.addresses = Addresses(grpc_address, http_address)
+        log.info(
+            "scheduler ready",
+            extra={
+                "grpc": grpc_address,
+                "http": http_address or "off",
+                "database": config.database_path,
+                "scheduler_id": config.scheduler_id,
+            },
+        )
+        return self.addresses
+
+    async def _wait_for_dev_worker(self, timeout: float = 30.0) -> None:
+        """Readiness waits for the development worker, so its types are known at once."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.dispatcher.sessions:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("development worker has not connected yet; continuing")
+                return
+            await asyncio.sleep(0.05)
+        await self.types.load()
+
+    async def run(self) -> None:
+        """Start, then wait until :meth:`stop` or until a side task dies."""
+        await self.start()
+        stopped = asyncio.create_task(self._stopped.wait(), name="stopped")
+        done, _ = await asyncio.wait(
+            [stopped, *self._side_tasks], return_when=asyncio.FIRST_COMPLETED
+        )
+        if stopped not in done:
+            stopped.cancel()
+            for task in done:
+                if task.exception() is not None:
+                    log.error(
+                        "side task %s died; stopping", task.get_name(), exc_info=task.exception()
+                    )
+            await self.stop()
+            raise SystemExit(1)
+
+    async def stop(self) -> None:
+        if self._stop_started:
+            await self._stopped.wait()
+            return
+        self._stop_started = True
+        log.info("scheduler stopping", extra={"grace_s": self.config.shutdown_grace})
+        self._ready = False
+        await self.grpc.set_serving(False)
+        if self.dev_worker is not None:
+            await self.dev_worker.stop(self.config.shutdown_grace)
+        await self.dispatcher.drain(self.config.shutdown_grace)
+        await self.grpc.stop(grace=1.0)
+        for task in self._side_tasks:
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
+        await self.store.close()
+        self._stopped.set()
+        log.info("scheduler stopped")

@@ -1,0 +1,200 @@
+"""SchedulerConfig: every option of the scheduler, built once from flags and environment.
+
+Each ``--flag`` also reads ``ORCHESTRATOR_<FLAG>`` (``--database`` from
+``ORCHESTRATOR_DATABASE``); the flag wins. Nothing else in the scheduler reads the
+environment: this object is passed down.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from orchestrator_client.envargs import EnvArgumentParser
+from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
+
+from .api.validation import DAY, Limits
+from .domain.model import MICROS_PER_SECOND, Micros
+from .store.base import sqlite_path
+from .store.sqlite.connection import SYNCHRONOUS_LEVELS
+
+
+def _micros(seconds: float) -> Micros:
+    return int(seconds * MICROS_PER_SECOND)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    database: str = "./orchestrator.db"
+    sqlite_synchronous: str = "FULL"
+    scheduler_id: str = ""
+    task_types: tuple[str, ...] = ()
+    with_worker: bool = False
+    worker_args: tuple[str, ...] = ()
+    heartbeat_interval: float = 5.0
+    lease_ttl: float = 30.0
+    reap_interval: float = 1.0
+    poll_interval: float = 0.1
+    priority_aging: float = 1.0
+    shutdown_grace: float = 30.0
+    max_payload_bytes: int = 1024 * 1024
+    max_schedule_ahead_days: int = 366
+    default_max_attempts: int = 3
+    default_timeout: float = 600.0
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @property
+    def database_path(self) -> str:
+        return sqlite_path(self.database)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_schedule_ahead=self.max_schedule_ahead_days * DAY,
+            default_max_attempts=self.default_max_attempts,
+            default_timeout=_micros(self.default_timeout),
+        )
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None, environ: Mapping[str, str]
+    ) -> SchedulerConfig:
+        parser = build_parser(environ)
+        args = parser.parse_args(argv)
+        try:
+            config = cls(
+                listen=args.listen,
+                http_listen=args.http_listen,
+                database=args.database,
+                sqlite_synchronous=args.sqlite_synchronous.upper(),
+                scheduler_id=args.scheduler_id or default_scheduler_id(),
+                task_types=tuple(_split(args.task_types)),
+                with_worker=args.with_worker,
+                worker_args=tuple(args.worker_arg or ()),
+                heartbeat_interval=args.heartbeat_interval,
+                lease_ttl=args.lease_ttl,
+                reap_interval=args.reap_interval,
+                poll_interval=args.poll_interval,
+                priority_aging=args.priority_aging,
+                shutdown_grace=args.shutdown_grace,
+                max_payload_bytes=args.max_payload_bytes,
+                max_schedule_ahead_days=args.max_schedule_ahead_days,
+                default_max_attempts=args.default_max_attempts,
+                default_timeout=args.default_timeout,
+                log_level=args.log_level,
+                log_format=args.log_format,
+            )
+            config.validate()
+        except ValueError as exc:
+            parser.error(str(exc))
+        return config
+
+    def validate(self) -> None:
+        self.database_path  # noqa: B018 - raises ValueError for a bad URL
+        checks = [
+            (self.heartbeat_interval > 0, "--heartbeat-interval must be above 0"),
+            (
+                self.lease_ttl >= 2 * self.heartbeat_interval,
+                "--lease-ttl must be at least twice --heartbeat-interval",
+            ),
+            (self.reap_interval > 0, "--reap-interval must be above 0"),
+            (0 < self.poll_interval <= 10, "--poll-interval must be in (0, 10] seconds"),
+            (self.priority_aging > 0, "--priority-aging must be above 0"),
+            (self.shutdown_grace >= 0, "--shutdown-grace must not be negative"),
+            (self.max_payload_bytes >= 1024, "--max-payload-bytes must be at least 1024"),
+            (self.max_schedule_ahead_days >= 1, "--max-schedule-ahead-days must be at least 1"),
+            (1 <= self.default_max_attempts <= 100, "--default-max-attempts must be 1 to 100"),
+            (1 <= self.default_timeout <= 86400, "--default-timeout must be 1 to 86400 seconds"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def default_scheduler_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
+    p = EnvArgumentParser(
+        prog="orchestrator-scheduler",
+        description="The task-orchestrator scheduler: gRPC API, lease stream, SQLite store.",
+        environ=environ,
+    )
+    net = p.add_argument_group("network")
+    net.add_argument("--listen", default=SchedulerConfig.listen, help="gRPC address host:port")
+    net.add_argument(
+        "--http-listen",
+        default=SchedulerConfig.http_listen,
+        help="HTTP address for /healthz, /readyz, /metrics ('off' to disable)",
+    )
+    store = p.add_argument_group("storage")
+    store.add_argument(
+        "--database", default=SchedulerConfig.database, help="SQLite path or sqlite:///path"
+    )
+    store.add_argument(
+        "--sqlite-synchronous",
+        default="FULL",
+        type=str.upper,
+        choices=SYNCHRONOUS_LEVELS,
+        help="FULL survives power loss; NORMAL is faster but may lose the last commits",
+    )
+    sched = p.add_argument_group("scheduling")
+    sched.add_argument("--scheduler-id", default="", help="name of this process (default host-pid)")
+    sched.add_argument(
+        "--task-types",
+        action="append",
+        help="task types to accept before any worker declares them (comma separated)",
+    )
+    sched.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
+    sched.add_argument(
+        "--lease-ttl", type=float, default=30.0, help="seconds without heartbeat before a lease expires"
+    )
+    sched.add_argument("--reap-interval", type=float, default=1.0, help="seconds between expiry scans")
+    sched.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.1,
+        help="seconds between checks for commits by other scheduler processes",
+    )
+    sched.add_argument(
+        "--priority-aging",
+        type=float,
+        default=1.0,
+        help="seconds of waiting worth one priority point (starvation bound)",
+    )
+    sched.add_argument(
+        "--shutdown-grace", type=float, default=30.0, help="seconds to drain workers on SIGTERM"
+    )
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-payload-bytes", type=int, default=1024 * 1024)
+    limits.add_argument("--max-schedule-ahead-days", type=int, default=366)
+    limits.add_argument("--default-max-attempts", type=int, default=3)
+    limits.add_argument("--default-timeout", type=float, default=600.0, help="seconds per attempt")
+    dev = p.add_argument_group("development")
+    dev.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also start a worker with the built-in task types (development mode)",
+    )
+    dev.add_argument(
+        "--worker-arg",
+        action="append",
+        env=False,
+        help="extra argument for the --with-worker worker (repeatable), e.g. --worker-arg=--slots=4",
+    )
+    logs = p.add_argument_group("logging")
+    logs.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    logs.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+    return p

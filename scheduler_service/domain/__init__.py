@@ -1,0 +1,1 @@
+"""Scheduling rules and the task model, in plain Python: no gRPC, no SQL."""

@@ -1,0 +1,261 @@
+"""The task model as the scheduler's rules and store see it.
+
+Times are integers of microseconds since the Unix epoch (UTC) everywhere below the gRPC
+layer: exact, cheap to compare and index, and the same in Python and SQL.
+
+The store keeps one "queued" state for tasks waiting to run; whether such a task shows as
+SCHEDULED or PENDING depends only on ``due_at`` against the clock, so a task becomes PENDING
+the moment it is due without any write (see :meth:`TaskRecord.visible_state`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+Micros = int
+MICROS_PER_SECOND = 1_000_000
+
+
+class TaskState(enum.IntEnum):
+    """Visible states; the numbers are those of ``orchestrator.v1.TaskState``."""
+
+    SCHEDULED = 1
+    PENDING = 2
+    RUNNING = 3
+    SUCCEEDED = 4
+    FAILED = 5
+    CANCELLED = 6
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+
+#: The stored state of every task waiting to run (shown as SCHEDULED or PENDING).
+QUEUED = TaskState.PENDING
+
+
+class AttemptOutcome(enum.IntEnum):
+    """How an attempt ended; the numbers are those of ``orchestrator.v1.AttemptOutcome``."""
+
+    RUNNING = 0
+    SUCCEEDED = 1
+    FAILED = 2
+    TIMED_OUT = 3
+    WORKER_LOST = 4
+    CANCELLED = 5
+    RETURNED = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between attempts (see :mod:`.retry`)."""
+
+    initial: Micros = 1 * MICROS_PER_SECOND
+    multiplier: float = 2.0
+    maximum: Micros = 300 * MICROS_PER_SECOND
+    jitter: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A validated request to create one task (the caller's fields, defaults applied)."""
+
+    type: str
+    payload_json: str
+    run_at: Micros | None
+    priority: int
+    max_attempts: int
+    backoff: Backoff
+    timeout: Micros
+    group: str
+    idempotency_key: str
+    cache: bool
+    labels: Mapping[str, str]
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One stored task, as read back from the store."""
+
+    id: str
+    type: str
+    payload_json: str
+    state: TaskState
+    priority: int
+    run_at: Micros
+    due_at: Micros
+    max_attempts: int
+    backoff: Backoff
+    timeout: Micros
+    group: str
+    idempotency_key: str
+    cache: bool
+    client: str
+    labels: Mapping[str, str]
+    result_json: str | None
+    error: str
+    attempts: int
+    created_at: Micros
+    updated_at: Micros
+    started_at: Micros | None
+    finished_at: Micros | None
+    revision: int
+    worker_id: str
+    lease_id: str
+
+    def visible_state(self, now: Micros) -> TaskState:
+        if self.state == QUEUED and self.due_at > now:
+            return TaskState.SCHEDULED
+        return self.state
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    number: int
+    worker_id: str
+    lease_id: str
+    started_at: Micros
+    finished_at: Micros | None
+    outcome: AttemptOutcome
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Conditions that List, Delete and Watch share; every given one must hold."""
+
+    states: frozenset[TaskState] = frozenset()
+    types: frozenset[str] = frozenset()
+    client: str = ""
+    group: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    task_id: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.states or self.types or self.client or self.group or self.labels or self.task_id
+        )
+
+    def matches(self, task: TaskRecord, now: Micros) -> bool:
+        """The same test as the store's SQL, for events already in memory (watchers)."""
+        if self.task_id and task.id != self.task_id:
+            return False
+        if self.states and task.visible_state(now) not in self.states:
+            return False
+        if self.types and task.type not in self.types:
+            return False
+        if self.client and task.client != self.client:
+            return False
+        if self.group and task.group != self.group:
+            return False
+        return all(task.labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A task handed to a worker: what the worker needs to run it."""
+
+    lease_id: str
+    task_id: str
+    type: str
+    payload_json: str
+    attempt: int
+    max_attempts: int
+    timeout: Micros
+    created_at: Micros
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRef:
+    """Where a lease lives: enough to tell its worker to stop."""
+
+    task_id: str
+    lease_id: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """A report that an attempt ended, from a worker or from the scheduler's own reaper."""
+
+    lease_id: str
+    outcome: AttemptOutcome
+    result_json: str | None = None
+    error: str = ""
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EndedAttempt:
+    """What the store did with an :class:`AttemptEnd`."""
+
+    lease_id: str
+    accepted: bool
+    task_id: str = ""
+    new_state: TaskState | None = None
+    outcome: AttemptOutcome | None = None
+    session_id: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A worker session asking for up to ``limit`` due tasks of ``types``."""
+
+    session_id: str
+    worker_id: str
+    types: frozenset[str]
+    limit: int
+    lease_ttl: Micros
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTypeRecord:
+    name: str
+    paused: bool
+    first_seen_at: Micros
+    counts: Mapping[TaskState, int]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    session_id: str
+    worker_id: str
+    scheduler_id: str
+    hostname: str
+    pid: int
+    version: str
+    task_types: tuple[str, ...]
+    slots: int
+    connected_at: Micros
+    last_heartbeat_at: Micros
+    draining: bool = False
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    totals: Mapping[TaskState, int]
+    by_type: Mapping[str, Mapping[TaskState, int]]
+    retries: int
+    over_retry_limit: int
+    most_retried: tuple[tuple[str, str, int, int], ...]
+    finished_last_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: a task's state after ``revision``, or its deletion."""
+
+    revision: int
+    task_id: str
+    task: TaskRecord | None  # None when deleted
+    type: str = ""

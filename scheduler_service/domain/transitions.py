@@ -1,0 +1,66 @@
+"""What happens to a task when one of its attempts ends: the heart of the retry rules.
+
+Pure functions of the running task, the report and the clock; the store applies the
+result inside the same transaction in which it read the task, fenced by the lease id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import QUEUED, AttemptEnd, AttemptOutcome, Backoff, Micros, TaskState
+from .retry import RandomSource, backoff_delay
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """The fields of a RUNNING task that decide what its next state is."""
+
+    task_id: str
+    attempts: int  # counted attempts including the one that just ended
+    max_attempts: int
+    backoff: Backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The task's new state after an attempt ended."""
+
+    state: TaskState
+    due_at: Micros | None  # set when the task goes back to the queue
+    result_json: str | None
+    error: str
+    finished: bool
+    attempts: int  # counted attempts after this transition
+
+
+def after_attempt(
+    task: RunningTask, end: AttemptEnd, now: Micros, rng: RandomSource | None = None
+) -> Transition:
+    """Decide the next state of ``task`` given how its current attempt ended.
+
+    - SUCCEEDED finishes the task with its result.
+    - RETURNED (a draining worker gave it back) puts it back due now, not counting the attempt.
+    - Any failure (handler error, timeout, lost worker, cancelled by the worker) retries after
+      the backoff while attempts remain and the error is retryable; otherwise the task is
+      FAILED, keeping the last error.
+    """
+    if end.outcome == AttemptOutcome.SUCCEEDED:
+        return Transition(
+            TaskState.SUCCEEDED, None, end.result_json or "{}", "", True, task.attempts
+        )
+    if end.outcome == AttemptOutcome.RETURNED:
+        return Transition(QUEUED, now, None, "", False, max(task.attempts - 1, 0))
+    error = end.error or _default_error(end.outcome)
+    if end.retryable and task.attempts < task.max_attempts:
+        due = now + backoff_delay(task.backoff, task.attempts, rng)
+        return Transition(QUEUED, due, None, error, False, task.attempts)
+    return Transition(TaskState.FAILED, None, None, error, True, task.attempts)
+
+
+def _default_error(outcome: AttemptOutcome) -> str:
+    return {
+        AttemptOutcome.TIMED_OUT: "attempt timed out",
+        AttemptOutcome.WORKER_LOST: "worker lost (stream broken or heartbeats missed)",
+        AttemptOutcome.CANCELLED: "cancelled by the worker",
+    }.get(outcome, "attempt failed")

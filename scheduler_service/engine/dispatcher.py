@@ -1,0 +1,249 @@
+"""Dispatcher: hands due tasks to connected workers and takes their results.
+
+One dispatch loop per scheduler process. It sleeps until something may have changed,
+then claims work for every session with free credit in one store call (so one
+transaction), and pushes each session its leases as one message. It wakes on:
+
+- a local commit (new task, retry, a task back in the queue) — via :meth:`wake`;
+- credit granted by a worker;
+- the next queued task becoming due (a timer, not a poll);
+- another scheduler process committing to the shared database (a cheap
+  ``PRAGMA data_version`` check every ``poll_interval``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from ..domain.clock import Clock
+from ..domain.model import (
+    AttemptEnd,
+    ClaimRequest,
+    EndedAttempt,
+    LeaseRef,
+    Micros,
+    WorkerRecord,
+)
+from ..store.base import TaskStore
+from .metrics import SchedulerMetrics
+from .sessions import SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: TaskStore,
+        clock: Clock,
+        metrics: SchedulerMetrics,
+        *,
+        scheduler_id: str,
+        lease_ttl: Micros,
+        poll_interval: float,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self.scheduler_id = scheduler_id
+        self.lease_ttl = lease_ttl
+        self._poll_interval = poll_interval
+        self._sessions: dict[str, WorkerSession] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> Sequence[WorkerSession]:
+        return list(self._sessions.values())
+
+    def served_types(self) -> set[str]:
+        return {t for s in self._sessions.values() for t in s.types}
+
+    async def attach(self, session: WorkerSession, record: WorkerRecord) -> None:
+        await self._store.register_task_types(sorted(session.types))
+        await self._store.add_worker(record)
+        self._sessions[session.session_id] = session
+        self._metrics.connected_workers.set(len(self._sessions))
+        log.info(
+            "worker connected",
+            extra={
+                "worker_id": session.worker_id,
+                "session_id": session.session_id,
+                "slots": session.slots,
+                "types": ",".join(sorted(session.types)),
+            },
+        )
+        self.wake()
+
+    async def detach(self, session: WorkerSession) -> None:
+        """The stream ended: every lease it still holds goes back to the queue."""
+        session.closed.set()
+        self._sessions.pop(session.session_id, None)
+        self._metrics.connected_workers.set(len(self._sessions))
+        ended = await self._store.release_session(session.session_id)
+        for item in ended:
+            if item.accepted:
+                self._metrics.lease_expiries.labels(reason="worker_lost").inc()
+                log.warning(
+                    "lease taken back from a lost worker",
+                    extra={
+                        "task_id": item.task_id,
+                        "lease_id": item.lease_id,
+                        "worker_id": session.worker_id,
+                    },
+                )
+        log.info(
+            "worker disconnected",
+            extra={"worker_id": session.worker_id, "session_id": session.session_id},
+        )
+        if ended:
+            self.wake()
+
+    # -- messages from workers ------------------------------------------------------------------
+
+    async def results(
+        self, session: WorkerSession, ends: Sequence[AttemptEnd], credit: int
+    ) -> list[EndedAttempt]:
+        ended = await self._store.end_attempts(ends) if ends else []
+        for item in ended:
+            session.held.discard(item.lease_id)
+            if item.accepted:
+                outcome = item.new_state.name.lower() if item.new_state else "unknown"
+                self._metrics.results.labels(outcome=outcome).inc()
+            else:
+                self._metrics.results_refused.inc()
+                log.warning(
+                    "result refused: stale lease",
+                    extra={"lease_id": item.lease_id, "worker_id": session.worker_id},
+                )
+        if ended:
+            session.send(SendAcks(ended))
+        self.grant(session, credit)
+        return ended
+
+    def grant(self, session: WorkerSession, credit: int) -> None:
+        if credit > 0:
+            session.credit = min(session.credit + credit, session.slots)
+            self.wake()
+
+    async def heartbeat(self, session: WorkerSession, lease_ids: Sequence[str]) -> None:
+        stale = await self._store.heartbeat(session.session_id, lease_ids, self.lease_ttl)
+        if stale:
+            session.held.difference_update(stale)
+            session.send(SendCancel(stale, "lease is no longer current"))
+
+    async def worker_draining(self, session: WorkerSession) -> None:
+        session.draining = True
+        await self._store.set_worker_draining(session.session_id)
+
+    # -- cancels from the engine --------------------------------------------------------------------
+
+    def cancel_leases(self, leases: Iterable[LeaseRef | EndedAttempt], reason: str) -> None:
+        """Tell the workers holding these leases to stop (those connected to this process).
+
+        A worker connected to another scheduler process learns it at its next heartbeat,
+        which answers ``cancel`` for every lease that is no longer current.
+        """
+        by_session: dict[str, list[str]] = {}
+        for lease in leases:
+            by_session.setdefault(lease.session_id, []).append(lease.lease_id)
+        for session_id, lease_ids in by_session.items():
+            session = self._sessions.get(session_id)
+            if session is not None:
+                session.held.difference_update(lease_ids)
+                session.send(SendCancel(lease_ids, reason))
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        version = await self._store.data_version()
+        next_due: Micros | None = None
+        while not self._stopping:
+            timeout = self._poll_interval
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, (next_due - self._clock.now()) / 1e6))
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                now_version = await self._store.data_version()
+                due = next_due is not None and next_due <= self._clock.now()
+                if now_version == version and not due:
+                    continue
+                version = now_version
+            self._wakeup.clear()
+            if self._stopping:
+                return
+            try:
+                next_due = await self._dispatch()
+            except Exception:
+                log.exception("dispatch round failed; retrying")
+                await asyncio.sleep(self._poll_interval)
+
+    async def _dispatch(self) -> Micros | None:
+        """One claim for every session that wants work, in one store call.
+
+        One round is enough: a session left with credit afterwards got fewer tasks than it
+        asked for, so nothing due remains for its types until something changes (and every
+        change wakes the loop). Answers when the next queued task becomes due, if anyone is
+        still waiting for work.
+        """
+        wanting = sorted(
+            (s for s in self._sessions.values() if s.wants_work),
+            key=lambda s: s.credit,
+            reverse=True,  # the freest worker picks first: work spreads by free slots
+        )
+        if not wanting:
+            return None
+        requests = [
+            ClaimRequest(s.session_id, s.worker_id, s.types, s.credit, self.lease_ttl)
+            for s in wanting
+        ]
+        granted = await self._store.claim(requests)
+        for session, leases in zip(wanting, granted, strict=True):
+            if not leases:
+                continue
+            if session.closed.is_set():
+                # Lost between claim and send: its release (detach) may already have run,
+                # so hand these back now rather than at lease expiry.
+                await self._store.release_session(session.session_id)
+                continue
+            session.credit -= len(leases)
+            session.held.update(lease.lease_id for lease in leases)
+            session.send(SendLeases(leases))
+            self._metrics.leases_granted.inc(len(leases))
+            for lease in leases:
+                log.debug(
+                    "lease granted",
+                    extra={
+                        "task_id": lease.task_id,
+                        "lease_id": lease.lease_id,
+                        "worker_id": session.worker_id,
+                    },
+                )
+        if any(s.wants_work for s in wanting):
+            return await self._store.next_due_at()
+        return None
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    async def drain(self, grace: float) -> None:
+        """Ask every worker to finish or return what it holds, waiting up to ``grace``."""
+        self._stopping = True
+        self.wake()
+        for session in self._sessions.values():
+            session.draining = True
+            session.send(SendDrain(int(grace * 1e6), "scheduler shutting down"))
+        waits = [s.closed.wait() for s in self._sessions.values()]
+        if waits:
+            done, pending = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits], timeout=grace
+            )
+            for future in pending:
+                future.cancel()

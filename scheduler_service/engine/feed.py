@@ -1,0 +1,157 @@
+"""ChangeFeed: one reader of the store's change feed, fanned out to every watcher.
+
+Each task row carries the revision of the transaction that last changed it; deletions
+leave a tombstone with theirs. The feed keeps a cursor ``(revision, task id)`` and, when
+woken (a local commit, or another process's commit seen through ``data_version``), reads
+what lies past it once and hands each change to the watchers whose filter matches — one
+database read for all watchers, however many there are.
+
+A watcher that starts from an older revision first catches up with its own reads, but
+only up to the feed's cursor at the moment it subscribed; from there on the feed delivers
+to it. Both happen without an ``await`` in between, so nothing is missed or repeated.
+Changes to one task between two reads coalesce into its latest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+from ..domain.clock import Clock
+from ..domain.errors import ResourceExhausted
+from ..domain.model import Change, TaskFilter
+from ..store.base import TaskStore
+
+log = logging.getLogger(__name__)
+
+Cursor = tuple[int, str]
+#: Sorts after every task id, so (R, END) means "everything of revision R".
+END_OF_REVISION = "~"
+_PAGE = 500
+
+
+class Subscription:
+    """One watcher: registered with the feed from creation, so nothing after it is missed."""
+
+    def __init__(
+        self, feed: ChangeFeed, flt: TaskFilter, since_revision: int | None, max_queue: int
+    ) -> None:
+        self.filter = flt
+        self._feed = feed
+        self._since = since_revision
+        self._joined_at = feed.cursor
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
+        self._max_queue = max_queue
+        self.overflowed = False
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed or not self.matches(change):
+            return
+        if self._queue.qsize() >= self._max_queue:
+            self.overflowed = True
+            self._queue.put_nowait(None)
+            return
+        self._queue.put_nowait(change)
+
+    def matches(self, change: Change) -> bool:
+        if change.task is not None:
+            return self.filter.matches(change.task, self._feed.clock.now())
+        # A deletion carries only id and type: match on what can be checked.
+        if self.filter.task_id and change.task_id != self.filter.task_id:
+            return False
+        return not self.filter.types or change.type in self.filter.types
+
+    async def changes(self) -> AsyncIterator[Change]:
+        """Matching changes after ``since_revision`` (or after subscribing), forever."""
+        if self._since is not None:
+            async for change in self._catch_up(self._since):
+                yield change
+        self._feed.notify()  # pick up anything committed while this watcher was joining
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                raise ResourceExhausted(
+                    f"watcher fell more than {self._max_queue} changes behind; resume with "
+                    "since_revision set to the last revision received"
+                )
+            yield item
+
+    async def _catch_up(self, since: int) -> AsyncIterator[Change]:
+        """Read history from ``since`` up to where the feed was when this watcher joined."""
+        position: Cursor = (since, END_OF_REVISION)
+        while position < self._joined_at:
+            changes = await self._feed.store.changes_since(position, _PAGE)
+            for change in changes:
+                if (change.revision, change.task_id) > self._joined_at:
+                    return
+                if self.matches(change):
+                    yield change
+            if len(changes) < _PAGE:
+                return
+            position = (changes[-1].revision, changes[-1].task_id)
+
+
+class ChangeFeed:
+    def __init__(
+        self, store: TaskStore, clock: Clock, poll_interval: float, max_queue: int = 10_000
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._poll_interval = poll_interval
+        self._max_queue = max_queue
+        self._subscribers: set[Subscription] = set()
+        self._wakeup = asyncio.Event()
+        self.cursor: Cursor = (0, END_OF_REVISION)
+
+    async def start(self) -> None:
+        self.cursor = (await self.store.revision(), END_OF_REVISION)
+
+    def notify(self, revision: int = 0) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        version = await self.store.data_version()
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+            except TimeoutError:
+                now_version = await self.store.data_version()
+                if now_version == version:
+                    continue
+                version = now_version
+            self._wakeup.clear()
+            if not self._subscribers:
+                # Nobody listens: skip ahead instead of reading what nobody wants.
+                self.cursor = (await self.store.revision(), END_OF_REVISION)
+                continue
+            try:
+                await self._pump()
+            except Exception:
+                log.exception("reading the change feed failed; will retry")
+                await asyncio.sleep(self._poll_interval)
+
+    async def _pump(self) -> None:
+        while True:
+            changes = await self.store.changes_since(self.cursor, _PAGE)
+            # No await from here to the cursor update: subscribe() sees a consistent cursor.
+            for change in changes:
+                for subscriber in self._subscribers:
+                    subscriber.offer(change)
+            if changes:
+                self.cursor = (changes[-1].revision, changes[-1].task_id)
+            if len(changes) < _PAGE:
+                return
+
+    @contextlib.contextmanager
+    def subscribe(
+        self, flt: TaskFilter, since_revision: int | None = None
+    ) -> Iterator[Subscription]:
+        """Register a watcher for the duration of the ``with`` block."""
+        subscription = Subscription(self, flt, since_revision, self._max_queue)
+        self._subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers.discard(subscription)

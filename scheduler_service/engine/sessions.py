@@ -1,0 +1,63 @@
+"""One connected worker stream, as the engine sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..domain.model import EndedAttempt, Lease, Micros
+
+
+@dataclass(frozen=True, slots=True)
+class SendLeases:
+    leases: Sequence[Lease]
+
+
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    lease_ids: Sequence[str]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAcks:
+    acks: Sequence[EndedAttempt]
+
+
+@dataclass(frozen=True, slots=True)
+class SendDrain:
+    grace: Micros
+    reason: str
+
+
+Outgoing = SendLeases | SendCancel | SendAcks | SendDrain
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """A worker's stream: what it serves, how much credit it has granted, what it holds.
+
+    ``credit`` is the number of leases the scheduler may still send: the worker's slots at
+    hello, minus leases sent, plus what the worker grants back as it frees slots. The
+    scheduler never sends past it, so a busy worker is never overfilled.
+    """
+
+    session_id: str
+    worker_id: str
+    types: frozenset[str]
+    slots: int
+    credit: int
+    connected_at: Micros
+    held: set[str] = field(default_factory=set)
+    draining: bool = False
+    outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send(self, message: Outgoing) -> None:
+        if not self.closed.is_set():
+            self.outbox.put_nowait(message)
+
+    @property
+    def wants_work(self) -> bool:
+        return self.credit > 0 and not self.draining and not self.closed.is_set()

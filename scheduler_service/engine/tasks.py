@@ -1,0 +1,105 @@
+"""What clients can do to tasks, as engine operations (no gRPC here).
+
+Creates go to the store (acknowledged after commit); deleting or cancelling a running
+task also tells its worker to stop. The dispatcher and the change feed learn of every
+commit through the store's commit listener, so nothing here has to poke them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..domain.errors import InvalidArgument, NotFound
+from ..domain.model import AttemptRecord, TaskFilter, TaskRecord, TaskSpec
+from ..store.base import TaskStore
+from .dispatcher import Dispatcher
+from .metrics import SchedulerMetrics
+from .task_types import KnownTaskTypes
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[TaskRecord]
+    attempts: dict[str, list[AttemptRecord]]
+    last_id: str | None
+    revision: int
+
+
+class TaskOperations:
+    def __init__(
+        self,
+        store: TaskStore,
+        dispatcher: Dispatcher,
+        types: KnownTaskTypes,
+        metrics: SchedulerMetrics,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._types = types
+        self._metrics = metrics
+
+    async def create(self, specs: Sequence[TaskSpec], fields: Sequence[str]) -> list[TaskRecord]:
+        """Create tasks atomically; ``fields`` names each spec's type field for errors."""
+        await self._types.require(zip(fields, (s.type for s in specs), strict=True))
+        created = await self._store.create_tasks(specs)
+        for task, is_new in created:
+            if is_new:
+                self._metrics.tasks_created.labels(type=task.type).inc()
+        return [task for task, _ in created]
+
+    async def get(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
+        task = await self._store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        return task, await self._store.get_attempts(task_id)
+
+    async def attempts(self, task_id: str) -> list[AttemptRecord]:
+        return await self._store.get_attempts(task_id)
+
+    async def list(
+        self,
+        flt: TaskFilter,
+        *,
+        page_size: int,
+        after_id: str | None,
+        descending: bool,
+        full: bool,
+    ) -> TaskPage:
+        # One more than asked tells whether another page exists.
+        tasks, revision = await self._store.list_tasks(
+            flt, limit=page_size + 1, after_id=after_id, descending=descending, full=full
+        )
+        more = len(tasks) > page_size
+        tasks = tasks[:page_size]
+        attempts: dict[str, list[AttemptRecord]] = {}
+        if full:
+            for task in tasks:
+                attempts[task.id] = await self._store.get_attempts(task.id)
+        return TaskPage(tasks, attempts, tasks[-1].id if more else None, revision)
+
+    async def delete(self, task_id: str) -> None:
+        deleted = await self._store.delete_task(task_id)
+        if deleted is None:
+            raise NotFound(f"task {task_id} not found")
+        _, lease = deleted
+        if lease is not None:
+            self._dispatcher.cancel_leases([lease], "task deleted")
+
+    async def delete_matching(self, flt: TaskFilter, confirm_all: bool) -> int:
+        if flt.is_empty and not confirm_all:
+            raise InvalidArgument(
+                "confirm_all", "must be true to delete every task (no filter was given)"
+            )
+        count, leases = await self._store.delete_tasks(flt)
+        self._dispatcher.cancel_leases(leases, "task deleted")
+        return count
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        task, lease = await self._store.cancel_task(task_id)
+        if lease is not None:
+            self._dispatcher.cancel_leases([lease], "task cancelled")
+        return task
+
+    async def retry(self, task_id: str) -> TaskRecord:
+        return await self._store.retry_task(task_id)

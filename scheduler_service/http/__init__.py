@@ -1,0 +1,1 @@
+"""The scheduler's HTTP side: health, readiness and Prometheus metrics."""

@@ -1,0 +1,128 @@
+"""The one interface between the scheduling engine and the database.
+
+Every method is a whole semantic step (create these tasks, claim due work for these
+sessions, end these attempts) executed atomically; nothing above this interface sees SQL,
+a cursor or a transaction. A second backend implements this Protocol and passes the same
+contract tests (``tests/integration/store``).
+
+Writes may be grouped with other callers' writes into one transaction (group commit), but
+every method returns only after its own effects are durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..domain.model import (
+    AttemptEnd,
+    AttemptRecord,
+    ClaimRequest,
+    EndedAttempt,
+    Lease,
+    LeaseRef,
+    Micros,
+    Stats,
+    TaskFilter,
+    TaskRecord,
+    TaskSpec,
+    TaskTypeRecord,
+    WorkerRecord,
+)
+from ..domain.model import Change as Change
+
+CommitListener = Callable[[int], None]
+
+
+class TaskStore(Protocol):
+    # -- lifecycle ---------------------------------------------------------------------
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(revision)`` after each local commit that changed tasks."""
+
+    # -- tasks, for clients ------------------------------------------------------------
+    async def create_tasks(self, specs: Sequence[TaskSpec]) -> list[tuple[TaskRecord, bool]]:
+        """Insert tasks atomically; a spec whose (client, idempotency_key) exists returns
+        the existing task instead. Answers ``(task, created)`` in the order of ``specs``."""
+
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+    async def get_attempts(self, task_id: str) -> list[AttemptRecord]: ...
+    async def list_tasks(
+        self,
+        flt: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        descending: bool,
+        full: bool = False,
+    ) -> tuple[list[TaskRecord], int]:
+        """A page of tasks ordered by id, and the store revision it was read at. Without
+        ``full``, payload and result are left out (the BASIC view)."""
+
+    async def delete_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None] | None:
+        """Remove a task; answers what was removed and the lease to cancel, if running."""
+
+    async def delete_tasks(self, flt: TaskFilter) -> tuple[int, list[LeaseRef]]: ...
+    async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
+        """Raises NotFound, or FailedPrecondition when the task already finished."""
+
+    async def retry_task(self, task_id: str) -> TaskRecord:
+        """Raises NotFound, or FailedPrecondition unless the task is FAILED or CANCELLED."""
+
+    # -- leasing, for the engine ---------------------------------------------------------
+    async def claim(self, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
+        """Lease due tasks to each requesting session (up to its limit), highest claim
+        priority first; answers the leases per request, in order."""
+
+    async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
+        """Apply attempt results; a result whose lease is not current is refused."""
+
+    async def heartbeat(
+        self, session_id: str, lease_ids: Sequence[str], lease_ttl: Micros
+    ) -> list[str]:
+        """Extend the session's named leases and mark the worker alive; answers the ids
+        that are not current (the worker must stop those)."""
+
+    async def reclaim_expired(self) -> list[EndedAttempt]:
+        """Take back leases past their expiry or their attempt's timeout."""
+
+    async def release_session(self, session_id: str) -> list[EndedAttempt]:
+        """Take back every lease of a session whose stream ended (worker lost)."""
+
+    async def next_due_at(self) -> Micros | None:
+        """When the earliest queued task that is not yet due becomes due."""
+
+    # -- task types and workers ----------------------------------------------------------
+    async def register_task_types(self, names: Sequence[str]) -> None: ...
+    async def task_type_names(self) -> set[str]: ...
+    async def set_task_type_paused(self, name: str, paused: bool) -> TaskTypeRecord: ...
+    async def list_task_types(self, only: str | None = None) -> list[TaskTypeRecord]: ...
+    async def add_worker(self, worker: WorkerRecord) -> None: ...
+    async def remove_worker(self, session_id: str) -> None: ...
+    async def set_worker_draining(self, session_id: str) -> None: ...
+    async def list_workers(self, seen_since: Micros) -> list[WorkerRecord]: ...
+    async def stats(self) -> Stats: ...
+
+    # -- change feed, for watchers ---------------------------------------------------------
+    async def revision(self) -> int: ...
+    async def changes_since(
+        self, cursor: tuple[int, str], limit: int
+    ) -> list[Change]:
+        """Changes after ``cursor`` = (revision, task id), in (revision, task id) order."""
+
+    async def data_version(self) -> int:
+        """A number that changes whenever any connection commits: a cheap "anything new?"."""
+
+
+def sqlite_path(url: str) -> str:
+    """The file behind a ``--database`` value: a plain path or ``sqlite:///path``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("--database: the PostgreSQL store does not exist yet; use an SQLite path")
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///") or ":memory:"
+    if "://" in url:
+        raise ValueError(f"--database: expected a path or sqlite:///path, got {url!r}")
+    if not url:
+        raise ValueError("--database: must not be empty")
+    return url

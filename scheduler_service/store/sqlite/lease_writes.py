@@ -1,0 +1,282 @@
+"""Write handlers for leasing: claim due tasks, end attempts, heartbeats, reclaiming.
+
+Fencing lives here. A task's current lease id is stored on its row; every write about an
+attempt (its end, a heartbeat, a reclaim) matches on that id *and* on ``state = RUNNING``
+inside the write transaction, so a result for a lease that was reclaimed, cancelled or
+replaced finds no row and is refused without changing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ...domain.model import (
+    AttemptEnd,
+    AttemptOutcome,
+    Backoff,
+    ClaimRequest,
+    EndedAttempt,
+    Lease,
+    Micros,
+)
+from ...domain.transitions import RunningTask, Transition
+from .rows import placeholders
+from .writer import Tx
+
+Decide = Callable[[RunningTask, AttemptEnd, Micros], Transition]
+
+# SQLite allows 500 terms in a compound SELECT; stay well below.
+_TYPES_PER_QUERY = 100
+
+
+
+class _Running(NamedTuple):
+    lease_id: str
+    task_id: str
+    session_id: str
+    attempts: int
+    max_attempts: int
+    backoff_initial: int
+    backoff_multiplier: float
+    backoff_maximum: int
+    backoff_jitter: float
+    attempt_seq: int
+    priority: int
+
+
+_CLAIM_ONE_TYPE = (
+    "SELECT * FROM (SELECT id, claim_key FROM tasks "
+    "WHERE state = 2 AND type = ? AND claim_key <= ? AND due_at <= ? "
+    "ORDER BY claim_key LIMIT ?)"
+)
+
+
+@dataclass
+class LeaseWrites:
+    decide: Decide
+    priority_aging: Micros
+
+    async def claim(self, tx: Tx, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
+        """Lease due tasks to each request in turn, in claim-key order.
+
+        Candidates come from one small indexed query per type (a UNION ALL), because a
+        single ``type IN (...) ORDER BY claim_key`` would sort every queued task of those
+        types. Tasks taken by an earlier request of the batch are RUNNING by the time the
+        next request looks, so no task is leased twice.
+        """
+        async with tx.conn.execute("SELECT name FROM task_types WHERE paused = 1") as cursor:
+            paused = {row[0] for row in await cursor.fetchall()}
+        answers: list[list[Lease]] = []
+        for request in requests:
+            types = sorted(request.types - paused)
+            if request.limit <= 0 or not types:
+                answers.append([])
+                continue
+            candidates: list[tuple[Micros, str]] = []
+            for start in range(0, len(types), _TYPES_PER_QUERY):
+                chunk = types[start : start + _TYPES_PER_QUERY]
+                sql = " UNION ALL ".join([_CLAIM_ONE_TYPE] * len(chunk))
+                params: list[object] = []
+                for name in chunk:
+                    params.extend([name, tx.now, tx.now, request.limit])
+                async with tx.conn.execute(sql, params) as cursor:
+                    candidates.extend((row[1], row[0]) for row in await cursor.fetchall())
+            candidates.sort()
+            chosen = [task_id for _, task_id in candidates[: request.limit]]
+            answers.append(await self._lease(tx, request, chosen) if chosen else [])
+        return answers
+
+    async def _lease(self, tx: Tx, request: ClaimRequest, task_ids: list[str]) -> list[Lease]:
+        revision = await tx.revision()
+        now = tx.now
+        async with tx.conn.execute(
+            f"""UPDATE tasks SET state = 3, lease_id = lower(hex(randomblob(8))),
+                    worker_id = ?, session_id = ?, lease_expires_at = ?,
+                    attempt_deadline = ? + timeout, attempts = attempts + 1,
+                    attempt_seq = attempt_seq + 1, started_at = coalesce(started_at, ?),
+                    updated_at = ?, revision = ?
+                WHERE state = 2 AND id IN ({placeholders(len(task_ids))})
+                RETURNING id, type, payload, lease_id, attempts, attempt_seq, max_attempts,
+                    timeout, created_at, labels""",
+            [request.worker_id, request.session_id, now + request.lease_ttl, now, now, now,
+             revision, *task_ids],
+        ) as cursor:
+            rows = list(await cursor.fetchall())  # fmt: skip
+        await tx.conn.executemany(
+            "INSERT INTO attempts (task_id, number, lease_id, worker_id, started_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(row[0], row[5], row[3], request.worker_id, now) for row in rows],
+        )
+        order = {task_id: i for i, task_id in enumerate(task_ids)}
+        rows.sort(key=lambda row: order[row[0]])
+        return [
+            Lease(
+                lease_id=row[3],
+                task_id=row[0],
+                type=row[1],
+                payload_json=row[2],
+                attempt=row[4],
+                max_attempts=row[6],
+                timeout=row[7],
+                created_at=row[8],
+                labels=json.loads(row[9]),
+            )
+            for row in rows
+        ]
+
+    async def end(self, tx: Tx, batches: Sequence[Sequence[AttemptEnd]]) -> list[list[EndedAttempt]]:
+        ends = [end for batch in batches for end in batch]
+        results = await self.end_attempts(tx, ends)
+        out, position = [], 0
+        for batch in batches:
+            out.append(results[position : position + len(batch)])
+            position += len(batch)
+        return out
+
+    async def end_attempts(self, tx: Tx, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
+        """Apply each end whose lease is current; refuse the others (stale)."""
+        current: dict[str, _Running] = {}
+        lease_ids = sorted({end.lease_id for end in ends if end.lease_id})
+        for start in range(0, len(lease_ids), 500):
+            chunk = lease_ids[start : start + 500]
+            async with tx.conn.execute(
+                f"""SELECT lease_id, id, session_id, attempts, max_attempts, backoff_initial,
+                        backoff_multiplier, backoff_maximum, backoff_jitter, attempt_seq,
+                        priority
+                    FROM tasks WHERE state = 3 AND lease_id IN ({placeholders(len(chunk))})""",
+                chunk,
+            ) as cursor:
+                for row in await cursor.fetchall():
+                    current[row[0]] = _Running(*row)
+        if not current:
+            return [_refused(end) for end in ends]
+        revision = await tx.revision()
+        now = tx.now
+        task_updates, attempt_updates, answers = [], [], []
+        for end in ends:
+            row = current.pop(end.lease_id, None)  # pop: a duplicate report is refused
+            if row is None:
+                answers.append(_refused(end))
+                continue
+            running = RunningTask(
+                task_id=row.task_id,
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                backoff=Backoff(
+                    row.backoff_initial,
+                    row.backoff_multiplier,
+                    row.backoff_maximum,
+                    row.backoff_jitter,
+                ),
+            )
+            change = self.decide(running, end, now)
+            due_at = change.due_at
+            claim_key = None if due_at is None else due_at - row.priority * self.priority_aging
+            task_updates.append(
+                (
+                    int(change.state), due_at, claim_key, claim_key, change.result_json,
+                    change.error, change.attempts, now if change.finished else None, now,
+                    revision, row.task_id, row.lease_id,
+                )
+            )  # fmt: skip
+            attempt_updates.append(
+                (now, int(end.outcome), end.error, row.task_id, row.attempt_seq)
+            )
+            answers.append(
+                EndedAttempt(
+                    lease_id=end.lease_id,
+                    accepted=True,
+                    task_id=row.task_id,
+                    new_state=change.state,
+                    outcome=end.outcome,
+                    session_id=row.session_id,
+                )
+            )
+        await tx.conn.executemany(
+            """UPDATE tasks SET state = ?, due_at = coalesce(?, due_at),
+                   claim_key = CASE WHEN ? IS NULL THEN claim_key ELSE ? END,
+                   result = ?, error = ?, attempts = ?, finished_at = ?, updated_at = ?,
+                   revision = ?, lease_id = '', worker_id = '', session_id = '',
+                   lease_expires_at = NULL, attempt_deadline = NULL
+               WHERE id = ? AND lease_id = ? AND state = 3""",
+            task_updates,
+        )
+        await tx.conn.executemany(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error = ? "
+            "WHERE task_id = ? AND number = ?",
+            attempt_updates,
+        )
+        return answers
+
+    async def heartbeat(
+        self, tx: Tx, beats: Sequence[tuple[str, Sequence[str], Micros]]
+    ) -> list[list[str]]:
+        """Extend each session's named leases; answer the ids that are not current."""
+        answers = []
+        for session_id, lease_ids, ttl in beats:
+            await tx.conn.execute(
+                "UPDATE workers SET last_heartbeat_at = ? WHERE session_id = ?",
+                (tx.now, session_id),
+            )
+            extended: set[str] = set()
+            ids = sorted(set(lease_ids))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                async with tx.conn.execute(
+                    f"""UPDATE tasks SET lease_expires_at = ?
+                        WHERE state = 3 AND session_id = ?
+                          AND lease_id IN ({placeholders(len(chunk))})
+                        RETURNING lease_id""",
+                    [tx.now + ttl, session_id, *chunk],
+                ) as cursor:
+                    extended.update(row[0] for row in await cursor.fetchall())
+            answers.append([lease_id for lease_id in ids if lease_id not in extended])
+        return answers
+
+    async def reclaim_expired(self, tx: Tx, calls: Sequence[None]) -> list[list[EndedAttempt]]:
+        async with tx.conn.execute(
+            """SELECT lease_id, attempt_deadline <= ? FROM tasks
+               WHERE state = 3 AND (lease_expires_at <= ? OR attempt_deadline <= ?)""",
+            (tx.now, tx.now, tx.now),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        ends = [
+            AttemptEnd(
+                lease_id=row[0],
+                outcome=AttemptOutcome.TIMED_OUT if row[1] else AttemptOutcome.WORKER_LOST,
+                error="attempt timed out" if row[1] else "lease expired: no heartbeat",
+            )
+            for row in rows
+        ]
+        ended = await self.end_attempts(tx, ends) if ends else []
+        return [ended] + [[] for _ in calls[1:]]
+
+    async def release_sessions(
+        self, tx: Tx, session_ids: Sequence[str]
+    ) -> list[list[EndedAttempt]]:
+        answers = []
+        for session_id in session_ids:
+            await tx.conn.execute("DELETE FROM workers WHERE session_id = ?", (session_id,))
+            async with tx.conn.execute(
+                "SELECT lease_id FROM tasks WHERE state = 3 AND session_id = ?", (session_id,)
+            ) as cursor:
+                lease_ids = [row[0] for row in await cursor.fetchall()]
+            ends = [
+                AttemptEnd(lease_id, AttemptOutcome.WORKER_LOST, error="worker stream closed")
+                for lease_id in lease_ids
+            ]
+            answers.append(await self.end_attempts(tx, ends) if ends else [])
+        return answers
+
+
+def _refused(end: AttemptEnd) -> EndedAttempt:
+    return EndedAttempt(
+        lease_id=end.lease_id,
+        accepted=False,
+        reason=f"lease {end.lease_id or '(empty)'} is not current: the task was reclaimed, "
+        "cancelled, deleted or already finished",
+    )
+

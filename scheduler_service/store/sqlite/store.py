@@ -1,0 +1,406 @@
+"""SqliteTaskStore: the :class:`~scheduler_service.store.base.TaskStore` on one SQLite file.
+
+Two connections: the writer, owned by the group-commit task (:mod:`.writer`), and a
+reader for queries. WAL lets the reader see every committed write without waiting for the
+writer, and lets several scheduler processes share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from ...domain.clock import Clock, SystemClock
+from ...domain.errors import NotFound
+from ...domain.ids import IdGenerator
+from ...domain.model import (
+    MICROS_PER_SECOND,
+    AttemptEnd,
+    AttemptRecord,
+    Change,
+    ClaimRequest,
+    EndedAttempt,
+    Lease,
+    LeaseRef,
+    Micros,
+    Stats,
+    TaskFilter,
+    TaskRecord,
+    TaskSpec,
+    TaskState,
+    TaskTypeRecord,
+    WorkerRecord,
+)
+from ...domain.transitions import after_attempt
+from ..base import CommitListener
+from .connection import connect, migrate
+from .filters import filter_sql
+from .lease_writes import Decide, LeaseWrites
+from .rows import (
+    ATTEMPT_COLUMNS,
+    TASK_COLUMNS,
+    TASK_COLUMNS_BASIC,
+    WORKER_COLUMNS,
+    attempt_from_row,
+    task_from_row,
+    worker_from_row,
+)
+from .task_writes import TaskWrites
+from .writer import GroupCommitWriter, Tx, WriteKind
+
+
+@dataclass(frozen=True)
+class SqliteOptions:
+    synchronous: str = "FULL"
+    #: Waiting this long raises a task's effective priority by one point.
+    priority_aging: Micros = 1 * MICROS_PER_SECOND
+    clock: Clock = field(default_factory=SystemClock)
+    decide: Decide = after_attempt
+
+
+class SqliteTaskStore:
+    def __init__(self, path: str, options: SqliteOptions | None = None) -> None:
+        self.path = path
+        self.options = options or SqliteOptions()
+        self._clock = self.options.clock
+        self._listeners: list[CommitListener] = []
+        self._writer_conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter | None = None
+        tasks = TaskWrites(IdGenerator(), self.options.priority_aging)
+        leases = LeaseWrites(self.options.decide, self.options.priority_aging)
+        self._create = WriteKind("create", tasks.create)
+        self._delete = WriteKind("delete", tasks.delete)
+        self._delete_matching = WriteKind("delete_matching", tasks.delete_matching)
+        self._cancel = WriteKind("cancel", tasks.cancel)
+        self._retry = WriteKind("retry", tasks.retry)
+        self._claim = WriteKind("claim", leases.claim)
+        self._end = WriteKind("end", leases.end)
+        self._heartbeat = WriteKind("heartbeat", leases.heartbeat)
+        self._reclaim = WriteKind("reclaim", leases.reclaim_expired)
+        self._release = WriteKind("release", leases.release_sessions)
+        self._register_types = WriteKind("register_types", _register_types)
+        self._pause = WriteKind("pause", _set_paused)
+        self._add_worker = WriteKind("add_worker", _add_worker)
+        self._remove_worker = WriteKind("remove_worker", _remove_worker)
+        self._worker_draining = WriteKind("worker_draining", _worker_draining)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._writer_conn = await connect(self.path, self.options.synchronous)
+        await migrate(self._writer_conn)
+        self._reader = await connect(self.path, self.options.synchronous)
+        self._writer = GroupCommitWriter(self._writer_conn, self._clock, self._notify)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        for conn in (self._reader, self._writer_conn):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer_conn = None
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, revision: int) -> None:
+        for listener in self._listeners:
+            listener(revision)
+
+    @property
+    def _w(self) -> GroupCommitWriter:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._r.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def create_tasks(self, specs: Sequence[TaskSpec]) -> list[tuple[TaskRecord, bool]]:
+        return await self._w.submit(self._create, specs)
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        rows = await self._fetchall(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return task_from_row(rows[0]) if rows else None
+
+    async def get_attempts(self, task_id: str) -> list[AttemptRecord]:
+        rows = await self._fetchall(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE task_id = ? ORDER BY number",
+            (task_id,),
+        )
+        return [attempt_from_row(row) for row in rows]
+
+    async def list_tasks(
+        self,
+        flt: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        descending: bool,
+        full: bool = False,
+    ) -> tuple[list[TaskRecord], int]:
+        where, params = filter_sql(flt, self._clock.now())
+        if after_id is not None:
+            where += " AND id < ?" if descending else " AND id > ?"
+            params.append(after_id)
+        columns = TASK_COLUMNS if full else TASK_COLUMNS_BASIC
+        order = "DESC" if descending else "ASC"
+        # One read transaction: the page and the revision come from the same snapshot.
+        await self._r.execute("BEGIN")
+        try:
+            revision = await self._revision()
+            rows = await self._fetchall(
+                f"SELECT {columns} FROM tasks WHERE {where} ORDER BY id {order} LIMIT ?",
+                [*params, limit],
+            )
+        finally:
+            await self._r.execute("COMMIT")
+        return [task_from_row(row) for row in rows], revision
+
+    async def delete_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None] | None:
+        return await self._w.submit(self._delete, task_id)
+
+    async def delete_tasks(self, flt: TaskFilter) -> tuple[int, list[LeaseRef]]:
+        """Delete in chunks, each its own transaction, so other writers keep flowing."""
+        total, leases = 0, []
+        while True:
+            count, chunk_leases = await self._w.submit(self._delete_matching, flt)
+            total += count
+            leases.extend(chunk_leases)
+            if count == 0:
+                return total, leases
+
+    async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
+        return await self._w.submit(self._cancel, task_id)
+
+    async def retry_task(self, task_id: str) -> TaskRecord:
+        return await self._w.submit(self._retry, task_id)
+
+    # -- leasing ---------------------------------------------------------------------------
+
+    async def claim(self, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
+        # Submitted together, so that every session's claim lands in one transaction.
+        return list(await asyncio.gather(*(self._w.submit(self._claim, r) for r in requests)))
+
+    async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
+        if not ends:
+            return []
+        return await self._w.submit(self._end, ends)
+
+    async def heartbeat(
+        self, session_id: str, lease_ids: Sequence[str], lease_ttl: Micros
+    ) -> list[str]:
+        return await self._w.submit(self._heartbeat, (session_id, lease_ids, lease_ttl))
+
+    async def reclaim_expired(self) -> list[EndedAttempt]:
+        return await self._w.submit(self._reclaim, None)
+
+    async def release_session(self, session_id: str) -> list[EndedAttempt]:
+        return await self._w.submit(self._release, session_id)
+
+    async def next_due_at(self) -> Micros | None:
+        rows = await self._fetchall(
+            "SELECT min(due_at) FROM tasks WHERE state = 2 AND due_at > ?", (self._clock.now(),)
+        )
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    # -- task types and workers --------------------------------------------------------------
+
+    async def register_task_types(self, names: Sequence[str]) -> None:
+        if names:
+            await self._w.submit(self._register_types, tuple(names))
+
+    async def task_type_names(self) -> set[str]:
+        return {row[0] for row in await self._fetchall("SELECT name FROM task_types")}
+
+    async def set_task_type_paused(self, name: str, paused: bool) -> TaskTypeRecord:
+        await self._w.submit(self._pause, (name, paused))
+        for record in await self.list_task_types(name):
+            return record
+        raise NotFound(f"task type {name!r} not found")  # pragma: no cover - deleted meanwhile
+
+    async def list_task_types(self, only: str | None = None) -> list[TaskTypeRecord]:
+        now = self._clock.now()
+        where, params = ("WHERE name = ?", [only]) if only else ("", [])
+        types = await self._fetchall(
+            f"SELECT name, paused, first_seen_at FROM task_types {where} ORDER BY name", params
+        )
+        counts = await self._counts(now, only)
+        return [
+            TaskTypeRecord(
+                name=name, paused=bool(paused), first_seen_at=seen, counts=counts.get(name, {})
+            )
+            for name, paused, seen in types
+        ]
+
+    async def _counts(self, now: Micros, only: str | None = None) -> dict[str, dict[TaskState, int]]:
+        where, params = ("WHERE type = ?", [now, only]) if only else ("", [now])
+        rows = await self._fetchall(
+            f"""SELECT type, state, state = 2 AND due_at > ?, count(*) FROM tasks {where}
+                GROUP BY 1, 2, 3""",
+            params,
+        )
+        counts: dict[str, dict[TaskState, int]] = {}
+        for type_name, state, scheduled, count in rows:
+            visible = TaskState.SCHEDULED if scheduled else TaskState(state)
+            per_type = counts.setdefault(type_name, {})
+            per_type[visible] = per_type.get(visible, 0) + count
+        return counts
+
+    async def add_worker(self, worker: WorkerRecord) -> None:
+        await self._w.submit(self._add_worker, worker)
+
+    async def remove_worker(self, session_id: str) -> None:
+        await self._w.submit(self._remove_worker, session_id)
+
+    async def set_worker_draining(self, session_id: str) -> None:
+        await self._w.submit(self._worker_draining, session_id)
+
+    async def list_workers(self, seen_since: Micros) -> list[WorkerRecord]:
+        rows = await self._fetchall(
+            f"SELECT {WORKER_COLUMNS} FROM workers WHERE last_heartbeat_at >= ? "
+            "ORDER BY worker_id, session_id",
+            (seen_since,),
+        )
+        in_flight = dict(
+            await self._fetchall(
+                "SELECT session_id, count(*) FROM tasks WHERE state = 3 GROUP BY session_id"
+            )
+        )
+        return [worker_from_row(row, in_flight.get(row[0], 0)) for row in rows]
+
+    async def stats(self) -> Stats:
+        now = self._clock.now()
+        by_type = await self._counts(now)
+        totals: dict[TaskState, int] = {}
+        for counts in by_type.values():
+            for state, count in counts.items():
+                totals[state] = totals.get(state, 0) + count
+        (retries, over_limit), *_ = await self._fetchall(
+            "SELECT coalesce(sum(max(attempts - 1, 0)), 0), "
+            "coalesce(sum(state = 5 AND attempts >= max_attempts), 0) FROM tasks"
+        )
+        most = await self._fetchall(
+            "SELECT id, type, attempts, max_attempts FROM tasks WHERE attempts > 1 "
+            "ORDER BY attempts DESC, id DESC LIMIT 20"
+        )
+        (finished,), *_ = await self._fetchall(
+            "SELECT count(*) FROM tasks WHERE finished_at > ?", (now - 60 * MICROS_PER_SECOND,)
+        )
+        return Stats(
+            totals=totals,
+            by_type=by_type,
+            retries=retries,
+            over_retry_limit=over_limit,
+            most_retried=tuple(tuple(row) for row in most),  # type: ignore[misc]
+            finished_last_minute=finished,
+        )
+
+    # -- change feed -------------------------------------------------------------------------
+
+    async def _revision(self) -> int:
+        rows = await self._fetchall("SELECT value FROM meta WHERE key = 'revision'")
+        return int(rows[0][0])
+
+    async def revision(self) -> int:
+        return await self._revision()
+
+    async def changes_since(self, cursor: tuple[int, str], limit: int) -> list[Change]:
+        revision, task_id = cursor
+        rows = await self._fetchall(
+            f"""SELECT * FROM (
+                    SELECT revision AS r, id AS i, 0 AS deleted, {TASK_COLUMNS} FROM tasks
+                    WHERE (revision, id) > (?, ?)
+                    ORDER BY revision, id LIMIT ?)
+                UNION ALL
+                SELECT * FROM (
+                    SELECT revision, task_id, 1, task_id, type,
+                        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                        NULL, NULL
+                    FROM deleted_tasks WHERE (revision, task_id) > (?, ?)
+                    ORDER BY revision, task_id LIMIT ?)
+                ORDER BY 1, 2 LIMIT ?""",
+            (revision, task_id, limit, revision, task_id, limit, limit),
+        )
+        return [
+            Change(
+                revision=row[0],
+                task_id=row[1],
+                task=None if row[2] else task_from_row(row[3:]),
+                type=row[4],
+            )
+            for row in rows
+        ]
+
+    async def data_version(self) -> int:
+        rows = await self._fetchall("PRAGMA data_version")
+        return int(rows[0][0])
+
+
+# -- small write handlers ------------------------------------------------------------------
+
+
+async def _register_types(tx: Tx, batches: Sequence[tuple[str, ...]]) -> list[None]:
+    names = sorted({name for names in batches for name in names})
+    await tx.conn.executemany(
+        "INSERT OR IGNORE INTO task_types (name, first_seen_at) VALUES (?, ?)",
+        [(name, tx.now) for name in names],
+    )
+    return [None] * len(batches)
+
+
+async def _set_paused(tx: Tx, requests: Sequence[tuple[str, bool]]) -> list[None]:
+    for name, paused in requests:
+        async with tx.conn.execute(
+            "UPDATE task_types SET paused = ? WHERE name = ? RETURNING name",
+            (int(paused), name),
+        ) as cursor:
+            if await cursor.fetchone() is None:
+                raise NotFound(f"task type {name!r} not found")
+    return [None] * len(requests)
+
+
+async def _add_worker(tx: Tx, workers: Sequence[WorkerRecord]) -> list[None]:
+    await tx.conn.executemany(
+        f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (w.session_id, w.worker_id, w.scheduler_id, w.hostname, w.pid, w.version,
+             json.dumps(list(w.task_types)), w.slots, w.connected_at, w.last_heartbeat_at,
+             int(w.draining))
+            for w in workers
+        ],  # fmt: skip
+    )
+    return [None] * len(workers)
+
+
+async def _remove_worker(tx: Tx, session_ids: Sequence[str]) -> list[None]:
+    await tx.conn.executemany(
+        "DELETE FROM workers WHERE session_id = ?", [(s,) for s in session_ids]
+    )
+    return [None] * len(session_ids)
+
+
+async def _worker_draining(tx: Tx, session_ids: Sequence[str]) -> list[None]:
+    await tx.conn.executemany(
+        "UPDATE workers SET draining = 1 WHERE session_id = ?", [(s,) for s in session_ids]
+    )
+    return [None] * len(session_ids)
+

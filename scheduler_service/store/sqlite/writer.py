@@ -1,0 +1,204 @@
+"""Group commit: many callers' writes in one SQLite transaction, each acknowledged after it.
+
+Callers submit ``(kind, argument)``; a single writer task takes everything queued, opens
+one ``BEGIN IMMEDIATE`` transaction, hands each kind its arguments *together* (so 300
+creates become one ``executemany``), commits once (one fsync under ``synchronous=FULL``),
+and only then resolves each caller's future. While a transaction runs, new submissions
+queue up and form the next batch, so batches grow exactly when load does.
+
+A kind whose handler fails is rolled back to its savepoint and, when it held several
+arguments, retried one argument at a time, so one bad request never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from ...domain.clock import Clock
+from ...domain.model import Micros
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class Tx:
+    """One write transaction as the handlers see it: the connection, its time, its revision."""
+
+    def __init__(self, conn: aiosqlite.Connection, now: Micros) -> None:
+        self.conn = conn
+        self.now = now
+        self._revision: int | None = None
+
+    async def revision(self) -> int:
+        """This transaction's revision (the stored counter plus one), read on first use.
+
+        The counter itself is written once, just before COMMIT (:meth:`save_revision`),
+        outside every savepoint: a handler rolled back to its savepoint must not roll the
+        counter back under a revision that other rows of this transaction already carry.
+        """
+        if self._revision is None:
+            async with self.conn.execute("SELECT value FROM meta WHERE key = 'revision'") as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            self._revision = int(row[0]) + 1
+        return self._revision
+
+    async def save_revision(self) -> None:
+        if self._revision is not None:
+            await self.conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'revision'", (self._revision,)
+            )
+
+    @property
+    def bumped_revision(self) -> int | None:
+        return self._revision
+
+
+Handler = Callable[[Tx, Sequence[A]], Awaitable[Sequence[R]]]
+
+
+@dataclass(frozen=True)
+class WriteKind(Generic[A, R]):
+    """A kind of write: its handler takes a batch of arguments, answers one result each."""
+
+    name: str
+    handler: Handler[A, R]
+
+
+@dataclass
+class _Item:
+    kind: WriteKind[Any, Any]
+    argument: Any
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        clock: Clock,
+        on_commit: Callable[[int], None],
+        max_batch: int = 2000,
+    ) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: list[_Item] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sqlite-group-commit")
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def submit(self, kind: WriteKind[A, R], argument: A) -> R:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        item = _Item(kind, argument)
+        self._queue.append(item)
+        self._wakeup.set()
+        return await asyncio.shield(item.future)  # type: ignore[no-any-return]
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._commit_batch(batch)
+            if self._closed:
+                return
+
+    async def _commit_batch(self, batch: list[_Item]) -> None:
+        results: dict[int, Any] = {}
+        failures: dict[int, BaseException] = {}
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self._conn, self._clock.now())
+            for kind, items in _group_by_kind(batch):
+                await self._apply(tx, kind, items, results, failures)
+            await tx.save_revision()
+            await self._conn.execute("COMMIT")
+        except BaseException as exc:  # the whole transaction is lost: fail every caller
+            log.exception("write transaction failed")
+            if self._conn.in_transaction:
+                try:
+                    await self._conn.execute("ROLLBACK")
+                except Exception:  # pragma: no cover - the connection itself is broken
+                    log.exception("rollback failed")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if tx.bumped_revision is not None:
+            self._on_commit(tx.bumped_revision)
+        for item in batch:
+            if item.future.done():  # pragma: no cover - cancelled caller; shield prevents it
+                continue
+            key = id(item)
+            if key in failures:
+                item.future.set_exception(failures[key])
+            else:
+                item.future.set_result(results[key])
+
+    async def _apply(
+        self,
+        tx: Tx,
+        kind: WriteKind[Any, Any],
+        items: list[_Item],
+        results: dict[int, Any],
+        failures: dict[int, BaseException],
+    ) -> None:
+        try:
+            answers = await self._in_savepoint(tx, kind, [i.argument for i in items])
+            for item, answer in zip(items, answers, strict=True):
+                results[id(item)] = answer
+            return
+        except Exception as exc:
+            if len(items) == 1:
+                failures[id(items[0])] = exc
+                return
+        for item in items:  # isolate the failing argument(s)
+            try:
+                (answer,) = await self._in_savepoint(tx, kind, [item.argument])
+                results[id(item)] = answer
+            except Exception as exc:
+                failures[id(item)] = exc
+
+    async def _in_savepoint(self, tx: Tx, kind: WriteKind[Any, Any], args: list[Any]) -> Sequence[Any]:
+        await self._conn.execute("SAVEPOINT kind")
+        try:
+            answers = await kind.handler(tx, args)
+        except BaseException:
+            await self._conn.execute("ROLLBACK TO kind")
+            await self._conn.execute("RELEASE kind")
+            raise
+        await self._conn.execute("RELEASE kind")
+        return answers
+
+
+def _group_by_kind(batch: list[_Item]) -> list[tuple[WriteKind[Any, Any], list[_Item]]]:
+    groups: dict[str, tuple[WriteKind[Any, Any], list[_Item]]] = {}
+    for item in batch:
+        groups.setdefault(item.kind.name, (item.kind, []))[1].append(item)
+    return list(groups.values())
