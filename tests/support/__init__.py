@@ -1,0 +1,1 @@
+"""Helpers shared by the test tiers: polling with a deadline and real processes."""
