@@ -1,0 +1,371 @@
+"""The contract of the TaskStore interface, run against the real SQLite store.
+
+A second backend must pass these same cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scheduler_service.domain.errors import FailedPrecondition, NotFound
+from scheduler_service.domain.model import (
+    AttemptEnd,
+    AttemptOutcome,
+    Backoff,
+    ClaimRequest,
+    TaskFilter,
+    TaskSpec,
+    TaskState,
+    WorkerRecord,
+)
+from scheduler_service.store.sqlite.store import SqliteOptions, SqliteTaskStore
+from tests.support.clock import ManualClock
+
+TTL = 30_000_000
+
+
+def spec(**changes: object) -> TaskSpec:
+    base = TaskSpec(
+        type="foo",
+        payload_json='{"n":1}',
+        run_at=None,
+        priority=0,
+        max_attempts=3,
+        backoff=Backoff(initial=1_000_000, multiplier=2.0, maximum=60_000_000, jitter=0.0),
+        timeout=600_000_000,
+        group="",
+        idempotency_key="",
+        cache=False,
+        labels={},
+        client="tester",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def claim(session: str = "s1", types: tuple[str, ...] = ("foo",), limit: int = 10) -> ClaimRequest:
+    return ClaimRequest(session, f"worker-{session}", frozenset(types), limit, TTL)
+
+
+async def test_created_tasks_read_back_with_every_field(store: SqliteTaskStore) -> None:
+    [(task, created)] = await store.create_tasks(
+        [spec(labels={"team": "a"}, group="g1", priority=7)]
+    )
+    assert created
+    stored = await store.get_task(task.id)
+    assert stored == task
+    assert stored.state == TaskState.PENDING and stored.labels == {"team": "a"}
+    assert json.loads(stored.payload_json) == {"n": 1}
+
+
+async def test_idempotency_key_returns_the_first_task_per_client(store: SqliteTaskStore) -> None:
+    first = await store.create_tasks([spec(idempotency_key="k1")])
+    again = await store.create_tasks([spec(idempotency_key="k1", payload_json='{"n":2}')])
+    other_client = await store.create_tasks([spec(idempotency_key="k1", client="other")])
+    assert again[0] == (first[0][0], False)
+    assert other_client[0][1] is True and other_client[0][0].id != first[0][0].id
+
+
+async def test_concurrent_creates_with_one_key_make_one_task(store: SqliteTaskStore) -> None:
+    results = await asyncio.gather(
+        *(store.create_tasks([spec(idempotency_key="race")]) for _ in range(20))
+    )
+    ids = {result[0][0].id for result in results}
+    assert len(ids) == 1
+    assert sum(result[0][1] for result in results) == 1
+
+
+async def test_claim_orders_by_priority_and_not_before_due(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    low = (await store.create_tasks([spec(priority=0)]))[0][0]
+    high = (await store.create_tasks([spec(priority=10)]))[0][0]
+    later = (await store.create_tasks([spec(run_at=clock.now() + 5_000_000, priority=100)]))[0][0]
+    [leases] = await store.claim([claim(limit=10)])
+    assert [lease.task_id for lease in leases] == [high.id, low.id]
+    assert (await store.get_task(later.id)).visible_state(clock.now()) == TaskState.SCHEDULED
+    assert await store.next_due_at() == later.due_at
+    clock.advance(5)
+    [leases] = await store.claim([claim(limit=10)])
+    assert [lease.task_id for lease in leases] == [later.id]
+
+
+async def test_waiting_ages_a_low_priority_task_past_newer_high_ones(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    old_low = (await store.create_tasks([spec(priority=0)]))[0][0]
+    clock.advance(11)  # default aging: one point per second of waiting
+    (await store.create_tasks([spec(priority=10)]))[0][0]
+    [leases] = await store.claim([claim(limit=1)])
+    assert leases[0].task_id == old_low.id
+
+
+async def test_a_task_is_leased_to_one_session_only(store: SqliteTaskStore) -> None:
+    await store.create_tasks([spec() for _ in range(5)])
+    results = await asyncio.gather(*(store.claim([claim(f"s{i}", limit=5)]) for i in range(4)))
+    leased = [lease.task_id for result in results for lease in result[0]]
+    assert len(leased) == 5 and len(set(leased)) == 5
+
+
+async def test_paused_types_are_not_claimed(store: SqliteTaskStore) -> None:
+    await store.create_tasks([spec(type="bar")])
+    await store.set_task_type_paused("bar", True)
+    assert await store.claim([claim(types=("bar",))]) == [[]]
+    await store.set_task_type_paused("bar", False)
+    assert len((await store.claim([claim(types=("bar",))]))[0]) == 1
+    with pytest.raises(NotFound):
+        await store.set_task_type_paused("nope", True)
+
+
+async def test_success_is_recorded_once_and_stale_results_are_refused(
+    store: SqliteTaskStore,
+) -> None:
+    task = (await store.create_tasks([spec()]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    [ok] = await store.end_attempts(
+        [AttemptEnd(lease.lease_id, AttemptOutcome.SUCCEEDED, '{"r":1}')]
+    )
+    assert ok.accepted and ok.new_state == TaskState.SUCCEEDED
+    [again] = await store.end_attempts(
+        [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error="late")]
+    )
+    assert not again.accepted
+    stored = await store.get_task(task.id)
+    assert stored.state == TaskState.SUCCEEDED and stored.result_json == '{"r":1}'
+    assert stored.error == "" and stored.finished_at is not None
+
+
+async def test_failures_back_off_then_fail_with_history(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    task = (await store.create_tasks([spec(max_attempts=3)]))[0][0]
+    delays = []
+    for attempt in (1, 2, 3):
+        [[lease]] = await store.claim([claim()])
+        assert lease.attempt == attempt
+        [ended] = await store.end_attempts(
+            [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error=f"boom {attempt}")]
+        )
+        stored = await store.get_task(task.id)
+        if attempt < 3:
+            assert stored.visible_state(clock.now()) == TaskState.SCHEDULED
+            delays.append(stored.due_at - clock.now())
+            assert await store.claim([claim()]) == [[]]  # not before the backoff ends
+            clock.advance((stored.due_at - clock.now()) / 1e6)
+    assert delays == [1_000_000, 2_000_000]  # jitter 0 in this spec
+    assert stored.state == TaskState.FAILED and stored.error == "boom 3"
+    history = await store.get_attempts(task.id)
+    assert [(a.number, a.outcome, a.error) for a in history] == [
+        (1, AttemptOutcome.FAILED, "boom 1"),
+        (2, AttemptOutcome.FAILED, "boom 2"),
+        (3, AttemptOutcome.FAILED, "boom 3"),
+    ]
+    stats = await store.stats()
+    assert stats.over_retry_limit == 1 and stats.retries == 2
+
+
+async def test_non_retryable_failure_fails_at_once(store: SqliteTaskStore) -> None:
+    task = (await store.create_tasks([spec(max_attempts=5)]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    await store.end_attempts(
+        [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error="bad input", retryable=False)]
+    )
+    assert (await store.get_task(task.id)).state == TaskState.FAILED
+
+
+async def test_returned_attempt_is_not_counted(store: SqliteTaskStore) -> None:
+    task = (await store.create_tasks([spec(max_attempts=1)]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.RETURNED)])
+    stored = await store.get_task(task.id)
+    assert stored.state == TaskState.PENDING and stored.attempts == 0
+    [[again]] = await store.claim([claim()])
+    assert again.attempt == 1 and again.lease_id != lease.lease_id
+
+
+async def test_heartbeat_extends_and_names_stale_leases(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    await store.create_tasks([spec(timeout=600_000_000)])
+    [[lease]] = await store.claim([claim()])
+    clock.advance(20)
+    assert await store.heartbeat("s1", [lease.lease_id, "gone"], TTL) == ["gone"]
+    clock.advance(20)  # 40 s after the claim, 20 s after the heartbeat: still alive
+    assert await store.reclaim_expired() == []
+    assert await store.heartbeat("other-session", [lease.lease_id], TTL) == [lease.lease_id]
+
+
+async def test_expired_lease_is_reclaimed_as_worker_lost(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    task = (await store.create_tasks([spec()]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    clock.advance(31)
+    [ended] = await store.reclaim_expired()
+    assert ended.accepted and ended.outcome == AttemptOutcome.WORKER_LOST
+    assert ended.session_id == "s1"
+    [late] = await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.SUCCEEDED)])
+    assert not late.accepted
+    stored = await store.get_task(task.id)
+    assert stored.attempts == 1 and stored.state == TaskState.PENDING
+
+
+async def test_attempt_past_its_timeout_is_reclaimed_even_with_heartbeats(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    await store.create_tasks([spec(timeout=5_000_000)])
+    [[lease]] = await store.claim([claim()])
+    clock.advance(3)
+    await store.heartbeat("s1", [lease.lease_id], TTL)
+    clock.advance(3)
+    [ended] = await store.reclaim_expired()
+    assert ended.outcome == AttemptOutcome.TIMED_OUT
+
+
+async def test_release_session_returns_its_leases(store: SqliteTaskStore) -> None:
+    await store.create_tasks([spec(), spec()])
+    await store.claim([claim("s1", limit=1), claim("s2", limit=1)])
+    ended = await store.release_session("s1")
+    assert len(ended) == 1 and ended[0].outcome == AttemptOutcome.WORKER_LOST
+    running = await store.list_tasks(
+        TaskFilter(states=frozenset({TaskState.RUNNING})), limit=10, after_id=None, descending=True
+    )
+    assert len(running[0]) == 1
+
+
+async def test_cancel_running_task_fences_its_lease(store: SqliteTaskStore) -> None:
+    task = (await store.create_tasks([spec()]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    cancelled, lease_ref = await store.cancel_task(task.id)
+    assert cancelled.state == TaskState.CANCELLED
+    assert lease_ref is not None and lease_ref.lease_id == lease.lease_id
+    [late] = await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.SUCCEEDED)])
+    assert not late.accepted
+    with pytest.raises(FailedPrecondition):
+        await store.cancel_task(task.id)
+    retried = await store.retry_task(task.id)
+    assert retried.state == TaskState.PENDING and retried.attempts == 0
+    with pytest.raises(FailedPrecondition):
+        await store.retry_task(task.id)
+    with pytest.raises(NotFound):
+        await store.retry_task("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+
+
+async def test_delete_removes_everything_and_leaves_a_tombstone(store: SqliteTaskStore) -> None:
+    task = (await store.create_tasks([spec(labels={"a": "b"})]))[0][0]
+    [[lease]] = await store.claim([claim()])
+    deleted = await store.delete_task(task.id)
+    assert deleted is not None and deleted[1] is not None
+    assert await store.get_task(task.id) is None
+    assert await store.get_attempts(task.id) == []
+    assert await store.delete_task(task.id) is None
+    changes = await store.changes_since((0, ""), 100)
+    assert changes[-1].task_id == task.id and changes[-1].task is None
+
+
+async def test_delete_by_filter_takes_only_matching(store: SqliteTaskStore) -> None:
+    await store.create_tasks([spec(type="bar") for _ in range(3)] + [spec()])
+    count, _ = await store.delete_tasks(TaskFilter(types=frozenset({"bar"})))
+    assert count == 3
+    remaining, _ = await store.list_tasks(TaskFilter(), limit=10, after_id=None, descending=True)
+    assert [t.type for t in remaining] == ["foo"]
+
+
+async def test_list_filters_and_pages_are_stable(store: SqliteTaskStore) -> None:
+    made = [t for t, _ in await store.create_tasks(
+        [spec(labels={"env": "prod" if i % 2 else "dev"}, group=f"g{i % 3}") for i in range(9)]
+    )]  # fmt: skip
+    prod, _ = await store.list_tasks(
+        TaskFilter(labels={"env": "prod"}), limit=100, after_id=None, descending=True
+    )
+    assert [t.id for t in prod] == [t.id for t in reversed(made) if t.labels["env"] == "prod"]
+    seen, after = [], None
+    while True:
+        page, _ = await store.list_tasks(TaskFilter(), limit=2, after_id=after, descending=False)
+        if not page:
+            break
+        seen.extend(t.id for t in page)
+        after = page[-1].id
+    assert seen == [t.id for t in made]
+    grouped, _ = await store.list_tasks(
+        TaskFilter(group="g1", client="tester"), limit=100, after_id=None, descending=True
+    )
+    assert len(grouped) == 3
+
+
+async def test_state_filter_splits_queued_by_due_time(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    await store.create_tasks([spec(), spec(run_at=clock.now() + 60_000_000)])
+    scheduled, _ = await store.list_tasks(
+        TaskFilter(states=frozenset({TaskState.SCHEDULED})), limit=10, after_id=None,
+        descending=True,
+    )  # fmt: skip
+    pending, _ = await store.list_tasks(
+        TaskFilter(states=frozenset({TaskState.PENDING})), limit=10, after_id=None,
+        descending=True,
+    )  # fmt: skip
+    assert len(scheduled) == 1 and len(pending) == 1
+    assert scheduled[0].id != pending[0].id
+
+
+async def test_change_feed_is_ordered_and_complete(store: SqliteTaskStore) -> None:
+    start = await store.revision()
+    a = (await store.create_tasks([spec()]))[0][0]
+    b = (await store.create_tasks([spec()]))[0][0]
+    [[lease]] = await store.claim([claim(limit=1)])
+    changes = await store.changes_since((start, "~"), 100)
+    revisions = [c.revision for c in changes]
+    assert revisions == sorted(revisions)
+    assert {c.task_id for c in changes} == {a.id, b.id}
+    by_id = {c.task_id: c for c in changes}
+    assert by_id[lease.task_id].task.state == TaskState.RUNNING  # latest state, coalesced
+    # Paging by (revision, id) neither repeats nor skips.
+    first = await store.changes_since((start, "~"), 1)
+    rest = await store.changes_since((first[0].revision, first[0].task_id), 100)
+    assert [c.task_id for c in first + rest] == [c.task_id for c in changes]
+
+
+async def test_workers_are_listed_with_in_flight_counts(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    record = WorkerRecord("s1", "w1", "sched", "host", 1, "0.1", ("foo",), 4, clock.now(), clock.now())
+    await store.add_worker(record)
+    await store.create_tasks([spec(), spec()])
+    await store.claim([claim("s1", limit=2)])
+    [worker] = await store.list_workers(clock.now() - 1)
+    assert worker.in_flight == 2 and worker.slots == 4
+    clock.advance(10)
+    assert await store.list_workers(clock.now() - 1) == []  # no heartbeat since
+    await store.heartbeat("s1", [], TTL)
+    assert len(await store.list_workers(clock.now() - 1)) == 1
+
+
+async def test_group_commit_puts_concurrent_creates_in_few_transactions(
+    store: SqliteTaskStore,
+) -> None:
+    before = await store.revision()
+    await asyncio.gather(*(store.create_tasks([spec()]) for _ in range(200)))
+    transactions = await store.revision() - before
+    assert transactions < 50, f"200 concurrent creates took {transactions} transactions"
+
+
+async def test_reopening_migrates_nothing_and_keeps_data(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = str(tmp_path / "again.db")
+    first = SqliteTaskStore(path, SqliteOptions(clock=clock))
+    await first.open()
+    await first.register_task_types(["foo"])
+    task = (await first.create_tasks([spec()]))[0][0]
+    await first.close()
+    second = SqliteTaskStore(path, SqliteOptions(clock=clock))
+    await second.open()
+    try:
+        assert await second.get_task(task.id) == task
+        assert await second.task_type_names() == {"foo"}
+    finally:
+        await second.close()
