@@ -1,0 +1,300 @@
+"""A real ``grpc.aio`` server on port 0 with scripted TaskService/AdminService servicers.
+
+A test double of the scheduler, kept deliberately small: it stores tasks in a dict, can be
+told to fail the next calls of a method with given status codes, and records what every call
+carried (metadata, deadline). Tests against the real scheduler live in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, timestamp_pb2
+from orchestrator.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2,
+    task_service_pb2_grpc,
+)
+from orchestrator_client.protocol import CLIENT_METADATA_KEY
+
+TERMINAL = {
+    task_pb2.TASK_STATE_SUCCEEDED,
+    task_pb2.TASK_STATE_FAILED,
+    task_pb2.TASK_STATE_CANCELLED,
+}
+
+
+@dataclass
+class Call:
+    """What one call carried."""
+
+    method: str
+    request: Any
+    metadata: dict[str, str]
+    time_remaining: float | None
+
+
+@dataclass
+class Script:
+    """Shared state and scripted behaviour of the fake scheduler."""
+
+    tasks: dict[str, task_pb2.Task] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    #: method name -> status codes the next calls of that method fail with, in order.
+    failures: dict[str, list[grpc.StatusCode]] = field(default_factory=lambda: defaultdict(list))
+    #: task id -> states WatchTask walks the task through after sending it as it is.
+    watch_states: dict[str, list[task_pb2.TaskState.ValueType]] = field(default_factory=dict)
+    #: task ids whose WatchTask stays open after the scripted states, like a task never ending.
+    hold_watch: set[str] = field(default_factory=set)
+    task_types: dict[str, admin_service_pb2.TaskType] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    revision: int = 0
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def add_task(self, **fields: Any) -> task_pb2.Task:
+        task = task_pb2.Task(id=f"t{next(self.ids)}", **fields)
+        self.revision += 1
+        task.revision = self.revision
+        task.created_at.GetCurrentTime()
+        self.tasks[task.id] = task
+        return task
+
+    async def enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Record the call; abort it if a failure is scripted for it."""
+        metadata = {item.key: item.value for item in context.invocation_metadata() or ()}
+        self.calls.append(Call(method, request, metadata, context.time_remaining()))
+        if self.failures[method]:
+            code = self.failures[method].pop(0)
+            await context.abort(code, f"scripted {code.name} for {method}")
+
+    async def task_or_abort(self, task_id: str, context: grpc.aio.ServicerContext) -> task_pb2.Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} not found")
+        assert task is not None
+        return task
+
+
+def _matches(task: task_pb2.Task, request: Any) -> bool:
+    return (
+        (not request.states or task.state in request.states)
+        and (not request.types or task.type in request.types)
+        and (not request.client or task.client == request.client)
+        and (not request.group or task.group == request.group)
+        and all(task.labels.get(k) == v for k, v in request.labels.items())
+    )
+
+
+class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    async def CreateTask(self, request: Any, context: Any) -> task_pb2.Task:
+        await self.script.enter("CreateTask", request, context)
+        return self._create(request, context)
+
+    def _create(self, request: task_service_pb2.CreateTaskRequest, context: Any) -> task_pb2.Task:
+        metadata = {item.key: item.value for item in context.invocation_metadata() or ()}
+        task = self.script.add_task(
+            type=request.type,
+            payload=request.payload,
+            state=task_pb2.TASK_STATE_PENDING,
+            priority=request.priority,
+            max_attempts=request.max_attempts or 3,
+            group=request.group,
+            idempotency_key=request.idempotency_key,
+            labels=request.labels,
+            client=metadata.get(CLIENT_METADATA_KEY, ""),
+        )
+        if request.HasField("run_at"):
+            task.run_at.CopyFrom(request.run_at)
+        if request.HasField("timeout"):
+            task.timeout.CopyFrom(request.timeout)
+        return task
+
+    async def BatchCreateTasks(self, request: Any, context: Any) -> Any:
+        await self.script.enter("BatchCreateTasks", request, context)
+        tasks = [self._create(item, context) for item in request.tasks]
+        return task_service_pb2.BatchCreateTasksResponse(tasks=tasks)
+
+    async def GetTask(self, request: Any, context: Any) -> task_pb2.Task:
+        await self.script.enter("GetTask", request, context)
+        return await self.script.task_or_abort(request.id, context)
+
+    async def ListTasks(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ListTasks", request, context)
+        found = sorted(
+            (task for task in self.script.tasks.values() if _matches(task, request)),
+            key=lambda task: int(task.id[1:]),
+            reverse=request.order_by != "created_at asc",
+        )
+        start = int(request.page_token or 0)
+        size = request.page_size or 50
+        page = found[start : start + size]
+        more = start + size < len(found)
+        return task_service_pb2.ListTasksResponse(
+            tasks=page,
+            next_page_token=str(start + size) if more else "",
+            revision=self.script.revision,
+        )
+
+    async def DeleteTask(self, request: Any, context: Any) -> empty_pb2.Empty:
+        await self.script.enter("DeleteTask", request, context)
+        await self.script.task_or_abort(request.id, context)
+        del self.script.tasks[request.id]
+        return empty_pb2.Empty()
+
+    async def DeleteTasks(self, request: Any, context: Any) -> Any:
+        await self.script.enter("DeleteTasks", request, context)
+        doomed = [t.id for t in self.script.tasks.values() if _matches(t, request)]
+        for task_id in doomed:
+            del self.script.tasks[task_id]
+        return task_service_pb2.DeleteTasksResponse(deleted_count=len(doomed))
+
+    async def CancelTask(self, request: Any, context: Any) -> task_pb2.Task:
+        await self.script.enter("CancelTask", request, context)
+        task = await self.script.task_or_abort(request.id, context)
+        task.state = task_pb2.TASK_STATE_CANCELLED
+        return task
+
+    async def RetryTask(self, request: Any, context: Any) -> task_pb2.Task:
+        await self.script.enter("RetryTask", request, context)
+        task = await self.script.task_or_abort(request.id, context)
+        if task.state not in (task_pb2.TASK_STATE_FAILED, task_pb2.TASK_STATE_CANCELLED):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"task {task.id} is active")
+        task.state = task_pb2.TASK_STATE_PENDING
+        return task
+
+    async def WatchTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await self.script.enter("WatchTask", request, context)
+        task = await self.script.task_or_abort(request.id, context)
+        upserted = task_service_pb2.TASK_EVENT_TYPE_UPSERTED
+        yield task_service_pb2.TaskEvent(type=upserted, task=task, revision=task.revision)
+        for state in self.script.watch_states.get(task.id, []):
+            await asyncio.sleep(0)
+            task.state = state
+            task.attempts += state == task_pb2.TASK_STATE_RUNNING
+            if state == task_pb2.TASK_STATE_FAILED:
+                task.error = "boom"
+            self.script.revision += 1
+            task.revision = self.script.revision
+            yield task_service_pb2.TaskEvent(type=upserted, task=task, revision=task.revision)
+            if state in TERMINAL:
+                return
+        if task.id in self.script.hold_watch:
+            await asyncio.Event().wait()
+
+    async def WatchTasks(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await self.script.enter("WatchTasks", request, context)
+        for task in list(self.script.tasks.values()):
+            if task.revision > request.since_revision and _matches(task, request):
+                yield task_service_pb2.TaskEvent(
+                    type=task_service_pb2.TASK_EVENT_TYPE_UPSERTED,
+                    task=task,
+                    revision=task.revision,
+                )
+        await asyncio.Event().wait()  # until the client leaves, like the real one
+
+
+class FakeAdminService(admin_service_pb2_grpc.AdminServiceServicer):
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        for name in ("foo", "bar"):
+            script.task_types[name] = admin_service_pb2.TaskType(
+                name=name,
+                state=admin_service_pb2.TASK_TYPE_STATE_ACTIVE,
+                counts=admin_service_pb2.TaskCounts(pending=2, succeeded=5),
+                connected_workers=1,
+            )
+
+    async def ListTaskTypes(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ListTaskTypes", request, context)
+        types = list(self.script.task_types.values())
+        # Pages of one, to exercise the client's page following.
+        index = int(request.page_token or 0)
+        more = index + 1 < len(types)
+        return admin_service_pb2.ListTaskTypesResponse(
+            task_types=types[index : index + 1], next_page_token=str(index + 1) if more else ""
+        )
+
+    async def _set_state(self, request: Any, context: Any, state: Any) -> Any:
+        task_type = self.script.task_types.get(request.type)
+        if task_type is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown task type {request.type!r}")
+        assert task_type is not None
+        task_type.state = state
+        return task_type
+
+    async def PauseTaskType(self, request: Any, context: Any) -> Any:
+        await self.script.enter("PauseTaskType", request, context)
+        return await self._set_state(request, context, admin_service_pb2.TASK_TYPE_STATE_PAUSED)
+
+    async def ResumeTaskType(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ResumeTaskType", request, context)
+        return await self._set_state(request, context, admin_service_pb2.TASK_TYPE_STATE_ACTIVE)
+
+    async def ListWorkers(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ListWorkers", request, context)
+        heartbeat = timestamp_pb2.Timestamp()
+        heartbeat.GetCurrentTime()
+        worker = admin_service_pb2.Worker(
+            id="w1",
+            hostname="host",
+            pid=42,
+            task_types=["foo", "bar"],
+            slots=4,
+            in_flight=1,
+            last_heartbeat_at=heartbeat,
+            scheduler_id="s1",
+        )
+        return admin_service_pb2.ListWorkersResponse(workers=[worker])
+
+    async def GetStats(self, request: Any, context: Any) -> Any:
+        await self.script.enter("GetStats", request, context)
+        return admin_service_pb2.GetStatsResponse(
+            totals=admin_service_pb2.TaskCounts(pending=2, succeeded=5, failed=1),
+            by_type=[
+                admin_service_pb2.TypeStats(
+                    type="foo", counts=admin_service_pb2.TaskCounts(pending=2, succeeded=5)
+                )
+            ],
+            retries=3,
+            over_retry_limit=1,
+            most_retried=[
+                admin_service_pb2.TaskRetries(task_id="t9", type="foo", attempts=3, max_attempts=3)
+            ],
+            finished_last_minute=6,
+            throughput_per_second=0.1,
+            connected_workers=1,
+        )
+
+
+@dataclass
+class FakeScheduler:
+    target: str
+    script: Script
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[FakeScheduler]:
+    server = grpc.aio.server()
+    script = Script()
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(FakeTaskService(script), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(FakeAdminService(script), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield FakeScheduler(f"127.0.0.1:{port}", script)
+    finally:
+        await server.stop(grace=None)

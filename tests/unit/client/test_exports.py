@@ -1,0 +1,56 @@
+"""The public surface of ``orchestrator_client`` is exactly what ``__all__`` promises.
+
+Adding a name is a decision (it becomes API); removing one breaks users. Either change must
+show up here, in review.
+"""
+
+from __future__ import annotations
+
+import orchestrator_client
+
+EXPECTED = {
+    "DEFAULT_SCHEDULER_ADDRESS",
+    "TERMINAL_STATES",
+    "AlreadyExists",
+    "AsyncClient",
+    "Backoff",
+    "Client",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "OrchestratorError",
+    "PermissionDenied",
+    "RPCError",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "Task",
+    "TaskEvent",
+    "TaskState",
+    "Unauthenticated",
+    "Unavailable",
+    "WatchEnded",
+    "__version__",
+    "parse_state",
+    "state_name",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(orchestrator_client.__all__) == EXPECTED
+    assert len(orchestrator_client.__all__) == len(EXPECTED), "duplicates in __all__"
+
+
+def test_every_exported_name_exists() -> None:
+    for name in orchestrator_client.__all__:
+        assert hasattr(orchestrator_client, name), name
+
+
+def test_exported_classes_claim_the_public_module() -> None:
+    # Private modules stay private: nothing public should point users at `_client` & co.
+    for name in orchestrator_client.__all__:
+        member = getattr(orchestrator_client, name)
+        module = getattr(member, "__module__", "")
+        if isinstance(member, type) and module.startswith("orchestrator_client"):
+            assert module == "orchestrator_client", f"{name} is in {module}"
