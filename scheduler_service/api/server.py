@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
 import grpc
+from google.protobuf import message as protobuf_message
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.v1 import (
-    admin_service_pb2,
-    admin_service_pb2_grpc,
-    task_service_pb2,
-    task_service_pb2_grpc,
-    worker_service_pb2,
-    worker_service_pb2_grpc,
-)
+from orchestrator.v1 import admin_service_pb2, task_service_pb2, worker_service_pb2
 from orchestrator_client.protocol import MAX_MESSAGE_BYTES
 
 from .admin_service import AdminServicer
@@ -45,9 +44,13 @@ class GrpcServer:
         self, tasks: TaskServicer, workers: WorkerServicer, admin: AdminServicer
     ) -> None:
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(tasks, self.server)
-        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(workers, self.server)
-        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(admin, self.server)
+        for module, name, servicer in (
+            (task_service_pb2, "TaskService", tasks),
+            (worker_service_pb2, "WorkerService", workers),
+            (admin_service_pb2, "AdminService", admin),
+        ):
+            service = module.DESCRIPTOR.services_by_name[name]
+            self.server.add_generic_rpc_handlers((checked_handler(service, servicer),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -75,3 +78,60 @@ class GrpcServer:
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)
+
+
+def checked_handler(service: ServiceDescriptor, servicer: Any) -> grpc.GenericRpcHandler:
+    """Method handlers that decode requests themselves, so that bytes which are not a
+    valid message get INVALID_ARGUMENT naming the message type (grpcio's own decoding
+    answers UNKNOWN), and the servicer method never sees them."""
+    handlers = {
+        method.name: _method_handler(method, getattr(servicer, method.name))
+        for method in service.methods
+    }
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+async def _invalid(context: grpc.aio.ServicerContext, name: str, exc: Exception) -> None:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {name} message ({exc})"
+    )
+
+
+def _method_handler(method: MethodDescriptor, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    request_class = GetMessageClass(method.input_type)
+    name = method.input_type.full_name
+    serialize = GetMessageClass(method.output_type).SerializeToString
+
+    async def decode(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return request_class.FromString(raw)
+        except protobuf_message.DecodeError as exc:
+            await _invalid(context, name, exc)
+
+    if method.client_streaming:
+
+        async def stream_stream(
+            raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async def requests() -> AsyncIterator[Any]:
+                async for raw in raw_requests:
+                    yield await decode(raw, context)
+
+            async for response in behaviour(requests(), context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, None, serialize)
+
+    if method.server_streaming:
+
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request = await decode(raw, context)
+            async for response in behaviour(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, None, serialize)
+
+    async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await behaviour(await decode(raw, context), context)
+
+    return grpc.unary_unary_rpc_method_handler(unary_unary, None, serialize)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from orchestrator.v1 import (
+    admin_service_pb2_grpc,
+    task_service_pb2_grpc,
+    worker_service_pb2_grpc,
+)
+from scheduler_service.app import SchedulerApp
+from scheduler_service.config import SchedulerConfig
+
+
+@dataclass
+class InProcess:
+    app: SchedulerApp
+    channel: grpc.aio.Channel
+    tasks: task_service_pb2_grpc.TaskServiceStub
+    admin: admin_service_pb2_grpc.AdminServiceStub
+    workers: worker_service_pb2_grpc.WorkerServiceStub
+
+
+@pytest.fixture
+async def scheduler(tmp_path: Path) -> AsyncIterator[InProcess]:
+    """A real scheduler (gRPC on a loopback port, SQLite file) inside the test's loop."""
+    config = SchedulerConfig(
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        database=str(tmp_path / "api.db"),
+        scheduler_id="test",
+        task_types=("foo", "sum2"),
+        heartbeat_interval=0.5,
+        lease_ttl=2.0,
+        reap_interval=0.1,
+        poll_interval=0.05,
+        shutdown_grace=1.0,
+    )
+    app = SchedulerApp(config)
+    addresses = await app.start()
+    channel = grpc.aio.insecure_channel(addresses.grpc)
+    try:
+        yield InProcess(
+            app,
+            channel,
+            task_service_pb2_grpc.TaskServiceStub(channel),
+            admin_service_pb2_grpc.AdminServiceStub(channel),
+            worker_service_pb2_grpc.WorkerServiceStub(channel),
+        )
+    finally:
+        await channel.close()
+        await app.stop()
