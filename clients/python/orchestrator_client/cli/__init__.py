@@ -1,0 +1,58 @@
+"""``taskctl``: the command line of task-orchestrator.
+
+``main`` is the edge: it reads the environment and the standard streams, runs one command
+on an :class:`~orchestrator_client.AsyncClient`, and turns every outcome into an exit status
+(see ``_exit.ExitCode``) in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from .._client import AsyncClient
+from .._errors import OrchestratorError, Unavailable
+from ._commands import COMMANDS, Context, ask
+from ._exit import ExitCode, UsageError
+from ._output import Output
+from ._parser import build_parser
+
+__all__ = ["ExitCode", "main"]
+
+
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Run ``taskctl`` with ``argv`` (default ``sys.argv[1:]``); answer the exit status."""
+    try:
+        # Building reads the environment, so a bad variable is a usage error as well.
+        args = build_parser(os.environ if environ is None else environ).parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    json_mode = not sys.stdout.isatty() if args.json is None else bool(args.json)
+    out = Output(json_mode=json_mode, stdout=sys.stdout, stderr=sys.stderr)
+    try:
+        return asyncio.run(_run(args, out, interactive=sys.stdin.isatty()))
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return ExitCode.INTERRUPTED
+
+
+async def _run(args: argparse.Namespace, out: Output, *, interactive: bool) -> int:
+    scheduler: str = args.scheduler
+    client = AsyncClient(scheduler, client_id=args.client_id or None, timeout=args.rpc_timeout)
+    ctx = Context(client=client, out=out, confirm=ask if interactive else None)
+    command = COMMANDS[args.command]
+    async with client:
+        try:
+            return await command(ctx, args)
+        except Unavailable as error:
+            out.error(f"{error} (is a scheduler listening at {scheduler}?)")
+            return ExitCode.UNREACHABLE
+        except OrchestratorError as error:
+            out.error(str(error))
+            return ExitCode.RPC_ERROR
+        except (UsageError, ValueError) as error:
+            out.error(str(error))
+            return ExitCode.USAGE

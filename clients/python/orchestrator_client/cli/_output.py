@@ -1,0 +1,71 @@
+"""Where ``taskctl`` writes: JSON for programs, rich tables for people, errors to stderr.
+
+JSON is the contract's own JSON mapping (``MessageToDict`` with the proto's snake_case field
+names), what ``grpcurl -emit-defaults`` prints for the same call: fields at their default
+value are printed too (``"priority": 0``, ``"tasks": []``), so that a script sees the same
+shape every time. int64 fields are strings there, as the protobuf JSON mapping says. Streams
+(``watch``) print one compact object per line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console, RenderableType
+
+M = TypeVar("M", bound=Message)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The proto3 JSON mapping of ``message``, with the field names of the ``.proto``."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Output:
+    """One command's output, in JSON or as tables; decided once, from ``--json``/TTY."""
+
+    def __init__(self, *, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.json_mode = json_mode
+        self._stdout = stdout
+        # Colour and width come from the stream: none when piped, the terminal's otherwise.
+        self._console = Console(file=stdout, highlight=False)
+        self._errors = Console(file=stderr, highlight=False)
+
+    def show(self, message: M, render: Callable[[M], RenderableType]) -> None:
+        """A response: as JSON, or as ``render(message)`` for people."""
+        if self.json_mode:
+            self.write_json(message_to_dict(message))
+        else:
+            self._console.print(render(message))
+
+    def show_event(self, message: M, render: Callable[[M], RenderableType]) -> None:
+        """One item of a stream: a JSON line, or one rendered line."""
+        if self.json_mode:
+            self.write_json(message_to_dict(message), compact=True)
+        else:
+            self._console.print(render(message))
+
+    def write_json(self, document: Any, *, compact: bool = False) -> None:
+        indent, separators = (None, (",", ":")) if compact else (2, None)
+        text = json.dumps(document, indent=indent, separators=separators, ensure_ascii=False)
+        self._stdout.write(text + "\n")
+        self._stdout.flush()
+
+    def say(self, text: str) -> None:
+        """A sentence for people on stdout (``deleted t1``); nothing in JSON mode."""
+        if not self.json_mode:
+            self._console.print(text, markup=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A hint on stderr (``more: --page-token …``), so it never pollutes piped output."""
+        self._errors.print(text, style="dim", markup=False, soft_wrap=True)
+
+    def error(self, text: str) -> None:
+        """``error: <text>`` on stderr, on one line, brackets in the details kept as they are."""
+        self._errors.print(f"error: {text}", style="red", markup=False, soft_wrap=True)

@@ -1,0 +1,237 @@
+"""``taskctl``'s command line: global options, one subparser per command.
+
+Only the global options read ``ORCHESTRATOR_*`` variables (``--scheduler`` ↔
+``ORCHESTRATOR_SCHEDULER``, ``--client-id`` ↔ ``ORCHESTRATOR_CLIENT_ID``, …): a variable that
+silently filtered ``list`` or changed a task's ``--timeout`` would surprise. Parsing only
+parses; ``_commands`` checks what depends on several options at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._states import parse_state, state_names
+from .._version import __version__
+from ..envargs import EnvArgumentParser
+from ..protocol import DEFAULT_SCHEDULER_ADDRESS
+from ._values import (
+    load_payload,
+    parse_duration,
+    parse_key_value,
+    parse_time,
+)
+
+EPILOG = """\
+exit status: 0 done (the task SUCCEEDED for --wait/watch), 1 the task ended FAILED or
+CANCELLED, 2 usage error, 3 the scheduler answered an error, 4 the scheduler is unreachable.
+"""
+
+
+def _argument(convert: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """Give argparse a converter whose ``ValueError`` message reaches the user as written."""
+
+    def converter(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    converter.__name__ = name
+    return converter
+
+
+duration = _argument(parse_duration, "duration")
+key_value = _argument(parse_key_value, "key=value")
+payload = _argument(load_payload, "payload")
+time = _argument(parse_time, "time")
+state_list = _argument(
+    lambda text: [parse_state(part) for part in text.split(",") if part.strip()], "states"
+)
+type_list = _argument(lambda text: [p.strip() for p in text.split(",") if p.strip()], "types")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+positive_int = _argument(_positive_int, "count")
+
+
+def _positive_seconds(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"must be more than 0, got {text!r}")
+    return value
+
+
+positive_seconds = _argument(_positive_seconds, "seconds")
+
+
+def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
+    parser = EnvArgumentParser(
+        prog="taskctl",
+        description="Create, inspect and steer the tasks of a task-orchestrator scheduler.",
+        epilog=EPILOG,
+        environ=environ,
+        # Defaults are written into the help texts: the automatic "(default: None)" is noise.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=DEFAULT_SCHEDULER_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"the scheduler's gRPC address (default {DEFAULT_SCHEDULER_ADDRESS})",
+    )
+    parser.add_argument(
+        "--client-id",
+        default="",
+        metavar="ID",
+        help="who is calling; recorded as the `client` of created tasks",
+    )
+    parser.add_argument(
+        "--timeout",
+        dest="rpc_timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="DURATION",
+        help="deadline of each call: 30s, 1m or seconds (default 10s)",
+    )
+    parser.add_argument(
+        "--json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSON output (the default when stdout is not a terminal)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Plain parsers for the commands: their options read no environment variables.
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text)
+
+    _add_create(command("create", "create a task (and with --wait, wait for its end)"))
+    command("get", "one task with its attempt history").add_argument("id")
+    _add_list(command("list", "tasks matching filters, newest first"))
+    command("delete", "delete a task (a running one is stopped first)").add_argument("id")
+    _add_delete_all(command("delete-all", "delete every task matching filters"))
+    command("cancel", "stop a task; it stays, as CANCELLED").add_argument("id")
+    command("retry", "put a FAILED or CANCELLED task back to PENDING").add_argument("id")
+    command("watch", "print each change of a task until it ends").add_argument("id")
+    command("types", "task types with their state and counts")
+    command("pause", "stop leasing tasks of a type").add_argument("type")
+    command("resume", "lease tasks of a type again").add_argument("type")
+    command("workers", "workers connected now")
+    command("stats", "counts per state and type, retries, throughput")
+    return parser
+
+
+def _add_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("type", help="a task type the scheduler knows (see `taskctl types`)")
+    parser.add_argument(
+        "--payload", type=payload, metavar="JSON", help="a JSON object, or @file.json"
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a payload field (repeatable); VALUE is JSON if it parses, else a string",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--run-at", type=time, metavar="ISO8601", help="not before this time")
+    when.add_argument("--in", dest="delay", type=duration, metavar="DURATION", help="e.g. 5m")
+    parser.add_argument("--priority", type=int, default=0, help="0 to 1000; higher first")
+    parser.add_argument("--max-attempts", type=int, metavar="N", help="1 to 100")
+    parser.add_argument(
+        "--timeout",
+        dest="task_timeout",
+        type=positive_seconds,
+        metavar="DURATION",
+        help="per attempt, e.g. 30s",
+    )
+    parser.add_argument("--backoff-initial", type=duration, metavar="DURATION")
+    parser.add_argument("--backoff-multiplier", type=float, metavar="X")
+    parser.add_argument("--backoff-max", type=duration, metavar="DURATION")
+    parser.add_argument("--backoff-jitter", type=float, metavar="FRACTION")
+    parser.add_argument("--group", default="", help="run one at a time with its group")
+    parser.add_argument(
+        "--idempotency-key", default="", metavar="KEY", help="a repeat returns the first task"
+    )
+    parser.add_argument(
+        "--cache", action="store_true", help="reuse the result of an identical task"
+    )
+    _add_labels(parser, "a label to attach (repeatable)")
+    parser.add_argument("--wait", action="store_true", help="wait until the task ends")
+    parser.add_argument(
+        "--wait-timeout",
+        type=positive_seconds,
+        metavar="DURATION",
+        help="with --wait, give up after this long",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        dest="states",
+        action="extend",
+        type=state_list,
+        default=[],
+        metavar="STATE",
+        help=f"repeatable or comma-separated; of {', '.join(state_names())}",
+    )
+    parser.add_argument(
+        "--type",
+        dest="types",
+        action="extend",
+        type=type_list,
+        default=[],
+        metavar="TYPE",
+        help="a task type (repeatable or comma-separated)",
+    )
+    parser.add_argument("--client", default="", help="tasks created by this client")
+    parser.add_argument("--group", default="", help="tasks of this group")
+    _add_labels(parser, "tasks carrying this label (repeatable)")
+
+
+def _add_labels(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help=help_text,
+    )
+
+
+def _add_list(parser: argparse.ArgumentParser) -> None:
+    _add_filters(parser)
+    parser.add_argument(
+        "--limit", type=positive_int, default=50, metavar="N", help="at most N tasks (50)"
+    )
+    parser.add_argument("--all", action="store_true", help="every matching task (all pages)")
+    parser.add_argument("--page-token", default="", metavar="TOKEN", help="continue a listing")
+    parser.add_argument("--oldest-first", action="store_true", help="oldest first")
+
+
+def _add_delete_all(parser: argparse.ArgumentParser) -> None:
+    _add_filters(parser)
+    parser.add_argument(
+        "--all", action="store_true", help="no filter: every task (needs --yes as well)"
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -1,0 +1,261 @@
+"""How responses look to people: rich tables and one-line events.
+
+Pure functions from protobuf messages to rich renderables, so tests render them into a
+string console and read the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .._states import state_name
+from ..convert import dict_from_struct, dumps_json, seconds_from_duration
+from ._values import format_duration
+
+STATE_STYLES = {
+    "SCHEDULED": "cyan",
+    "PENDING": "yellow",
+    "RUNNING": "blue",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "magenta",
+}
+
+
+def when(stamp: timestamp_pb2.Timestamp) -> str:
+    """``2026-11-28 20:35:28Z``, or empty for an unset time."""
+    if not (stamp.seconds or stamp.nanos):
+        return ""
+    return stamp.ToDatetime().strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def how_long(duration: duration_pb2.Duration) -> str:
+    """``1m30s``, or empty for an unset duration."""
+    if not (duration.seconds or duration.nanos):
+        return ""
+    return format_duration(seconds_from_duration(duration))
+
+
+def add_row(table: Table, *cells: str | Text) -> None:
+    """Add a row of literal text: task errors and payloads may hold ``[brackets]``, which
+    rich would otherwise read as markup and swallow."""
+    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
+
+
+def state_text(state: task_pb2.TaskState.ValueType) -> Text:
+    name = state_name(state)
+    return Text(name, style=STATE_STYLES.get(name, ""))
+
+
+def _json(value: struct_pb2.Struct) -> str:
+    return dumps_json(dict_from_struct(value)) if value.fields else ""
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _outcome(outcome: task_pb2.AttemptOutcome.ValueType) -> str:
+    if outcome == task_pb2.ATTEMPT_OUTCOME_UNSPECIFIED:
+        return "running"
+    name: str = task_pb2.AttemptOutcome.Name(outcome)
+    return name.removeprefix("ATTEMPT_OUTCOME_").lower().replace("_", " ")
+
+
+def _backoff(policy: task_pb2.BackoffPolicy) -> str:
+    parts = []
+    if policy.HasField("initial"):
+        parts.append(f"initial {how_long(policy.initial)}")
+    if policy.HasField("multiplier"):
+        parts.append(f"x{policy.multiplier:g}")
+    if policy.HasField("maximum"):
+        parts.append(f"max {how_long(policy.maximum)}")
+    if policy.HasField("jitter"):
+        parts.append(f"jitter {policy.jitter:g}")
+    return ", ".join(parts)
+
+
+def _attempts(task: task_pb2.Task) -> str:
+    return f"{task.attempts}/{task.max_attempts}" if task.max_attempts else str(task.attempts)
+
+
+def task_detail(task: task_pb2.Task) -> RenderableType:
+    """Every set field of one task, then its attempt history."""
+    rows: Sequence[tuple[str, str | Text]] = [
+        ("id", task.id),
+        ("type", task.type),
+        ("state", state_text(task.state)),
+        ("priority", str(task.priority)),
+        ("attempts", _attempts(task)),
+        ("run at", when(task.run_at)),
+        ("due at", when(task.due_at)),
+        ("group", task.group),
+        ("client", task.client),
+        ("labels", _labels(task.labels)),
+        ("idempotency key", task.idempotency_key),
+        ("cache", "yes" if task.cache else ""),
+        ("timeout", how_long(task.timeout)),
+        ("backoff", _backoff(task.backoff)),
+        ("created", when(task.created_at)),
+        ("updated", when(task.updated_at)),
+        ("started", when(task.started_at)),
+        ("finished", when(task.finished_at)),
+        ("worker", task.worker_id),
+        ("lease", task.lease_id),
+        ("error", task.error),
+        ("payload", _json(task.payload)),
+        ("result", _json(task.result)),
+    ]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        if value:
+            add_row(grid, label, value)
+    if not task.attempt_history:
+        return grid
+    history = Table(title="attempts", title_justify="left")
+    for column in ("#", "worker", "lease", "started", "finished", "outcome", "error"):
+        history.add_column(column, overflow="fold")
+    for attempt in task.attempt_history:
+        add_row(
+            history,
+            str(attempt.number),
+            attempt.worker_id,
+            attempt.lease_id,
+            when(attempt.started_at),
+            when(attempt.finished_at),
+            _outcome(attempt.outcome),
+            attempt.error,
+        )
+    return Group(grid, Text(""), history)
+
+
+def task_table(tasks: Iterable[task_pb2.Task]) -> RenderableType:
+    """One row per task, newest first as the scheduler ordered them."""
+    table = Table()
+    for column in ("id", "type", "state", "priority", "attempts", "group", "created", "error"):
+        table.add_column(column, overflow="fold")
+    for task in tasks:
+        add_row(
+            table,
+            task.id,
+            task.type,
+            state_text(task.state),
+            str(task.priority),
+            _attempts(task),
+            task.group,
+            when(task.created_at),
+            task.error,
+        )
+    if not table.row_count:
+        return Text("no tasks")
+    return table
+
+
+def event_line(event: task_service_pb2.TaskEvent) -> Text:
+    """``20:35:28Z 0192… RUNNING attempt 1/3 on worker-1``: one line per change."""
+    task = event.task
+    stamp = when(task.updated_at)[11:] or "-"
+    line = Text(f"{stamp} {task.id} ")
+    if event.type == task_service_pb2.TASK_EVENT_TYPE_DELETED:
+        line.append("DELETED", style="dim")
+        return line
+    line.append_text(state_text(task.state))
+    line.append(f" attempt {_attempts(task)}")
+    if task.worker_id:
+        line.append(f" on {task.worker_id}")
+    if task.error:
+        line.append(f" error: {task.error}", style="red")
+    return line
+
+
+def _type_state(state: admin_service_pb2.TaskTypeState.ValueType) -> Text:
+    name: str = admin_service_pb2.TaskTypeState.Name(state).removeprefix("TASK_TYPE_STATE_")
+    return Text(name, style="yellow" if name == "PAUSED" else "")
+
+
+_COUNT_FIELDS = ("scheduled", "pending", "running", "succeeded", "failed", "cancelled")
+
+
+def _counts(counts: admin_service_pb2.TaskCounts) -> list[str]:
+    return [str(getattr(counts, field)) for field in _COUNT_FIELDS]
+
+
+def task_type_table(types: Iterable[admin_service_pb2.TaskType]) -> RenderableType:
+    table = Table()
+    for column in ("type", "state", "workers", *_COUNT_FIELDS):
+        table.add_column(column, justify="left" if column in ("type", "state") else "right")
+    for task_type in types:
+        add_row(
+            table,
+            task_type.name,
+            _type_state(task_type.state),
+            str(task_type.connected_workers),
+            *_counts(task_type.counts),
+        )
+    if not table.row_count:
+        return Text("no task types")
+    return table
+
+
+def task_type_line(task_type: admin_service_pb2.TaskType) -> Text:
+    """After pause/resume: ``foo PAUSED``."""
+    return Text(f"{task_type.name} ").append_text(_type_state(task_type.state))
+
+
+def worker_table(workers: Iterable[admin_service_pb2.Worker]) -> RenderableType:
+    table = Table()
+    for column in ("id", "host", "pid", "types", "slots", "in flight", "heartbeat", "scheduler"):
+        table.add_column(column, overflow="fold")
+    for worker in workers:
+        add_row(
+            table,
+            worker.id + (" (draining)" if worker.draining else ""),
+            worker.hostname,
+            str(worker.pid),
+            ", ".join(worker.task_types),
+            str(worker.slots),
+            str(worker.in_flight),
+            when(worker.last_heartbeat_at),
+            worker.scheduler_id,
+        )
+    if not table.row_count:
+        return Text("no workers connected")
+    return table
+
+
+def stats_view(stats: admin_service_pb2.GetStatsResponse) -> RenderableType:
+    """Counts per type and state with a total row, the summary, the most retried tasks."""
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    add_row(summary, "connected workers", str(stats.connected_workers))
+    add_row(summary, "retries", str(stats.retries))
+    add_row(summary, "over retry limit", str(stats.over_retry_limit))
+    add_row(summary, "finished last minute", str(stats.finished_last_minute))
+    add_row(summary, "throughput", f"{stats.throughput_per_second:.2f}/s")
+
+    counts = Table()
+    for column in ("type", *_COUNT_FIELDS):
+        counts.add_column(column, justify="left" if column == "type" else "right")
+    for by_type in stats.by_type:
+        add_row(counts, by_type.type, *_counts(by_type.counts))
+    counts.add_section()
+    add_row(counts, Text("all", style="bold"), *_counts(stats.totals))
+
+    parts: list[RenderableType] = [summary, Text(""), counts]
+    if stats.most_retried:
+        retried = Table(title="most retried", title_justify="left")
+        for column in ("task", "type", "attempts"):
+            retried.add_column(column)
+        for entry in stats.most_retried:
+            add_row(retried, entry.task_id, entry.type, f"{entry.attempts}/{entry.max_attempts}")
+        parts += [Text(""), retried]
+    return Group(*parts)

@@ -1,0 +1,285 @@
+"""``taskctl`` end to end against the scripted server: output, exit statuses, filters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from orchestrator.v1 import task_pb2
+from orchestrator_client.cli import ExitCode, main
+from orchestrator_client.protocol import CLIENT_METADATA_KEY
+
+if TYPE_CHECKING:
+    from conftest import FakeScheduler
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Taskctl = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def taskctl(scheduler: FakeScheduler, capsys: pytest.CaptureFixture[str]) -> Taskctl:
+    """Run ``main`` in a thread (it runs its own event loop) against the fake scheduler."""
+
+    async def run(*argv: str, environ: dict[str, str] | None = None) -> Result:
+        args = ["--scheduler", scheduler.target, *argv]
+        code = await asyncio.to_thread(main, args, environ=environ or {})
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+async def test_create_prints_the_task_as_proto_json(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    result = await taskctl(
+        "--client-id",
+        "ops",
+        "create",
+        "sum2",
+        "--payload",
+        '{"first": 1}',
+        "-p",
+        "second=2",
+        "-p",
+        "name=ada",
+        "--in",
+        "5m",
+        "--timeout",
+        "30s",
+        "--priority",
+        "9",
+        "--label",
+        "team=billing",
+        "--group",
+        "g1",
+    )
+    assert result.code == ExitCode.OK, result.err
+    task = result.json()
+    assert task["type"] == "sum2"
+    assert task["payload"] == {"first": 1, "second": 2, "name": "ada"}
+    assert task["state"] == "TASK_STATE_PENDING"
+    assert task["client"] == "ops"
+    assert task["timeout"] == "30s"
+    assert task["labels"] == {"team": "billing"}
+    assert "run_at" in task and "max_attempts" in task  # snake_case, as in the proto
+    call = scheduler.script.calls_of("CreateTask")[0]
+    assert call.metadata[CLIENT_METADATA_KEY] == "ops"
+    assert call.request.priority == 9
+    assert call.request.group == "g1"
+
+
+async def test_client_id_and_scheduler_from_the_environment(
+    scheduler: FakeScheduler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = {"ORCHESTRATOR_SCHEDULER": scheduler.target, "ORCHESTRATOR_CLIENT_ID": "env-id"}
+    code = await asyncio.to_thread(main, ["create", "foo"], environ=environ)
+    assert code == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["client"] == "env-id"
+
+
+@pytest.mark.parametrize(
+    ("final", "status"),
+    [
+        (task_pb2.TASK_STATE_SUCCEEDED, ExitCode.OK),
+        (task_pb2.TASK_STATE_FAILED, ExitCode.TASK_UNSUCCESSFUL),
+        (task_pb2.TASK_STATE_CANCELLED, ExitCode.TASK_UNSUCCESSFUL),
+    ],
+)
+async def test_create_wait_exits_by_the_final_state(
+    taskctl: Taskctl, scheduler: FakeScheduler, final: task_pb2.TaskState.ValueType, status: int
+) -> None:
+    # The fake numbers tasks t1, t2, …: script the watch of the task about to be created.
+    scheduler.script.watch_states["t1"] = [task_pb2.TASK_STATE_RUNNING, final]
+    result = await taskctl("create", "foo", "--wait")
+    assert result.code == status, result.err
+    assert result.json()["state"] == task_pb2.TaskState.Name(final)
+
+
+async def test_create_wait_timeout(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    scheduler.script.hold_watch.add("t1")
+    result = await taskctl("create", "foo", "--wait", "--wait-timeout", "200ms")
+    assert result.code == ExitCode.RPC_ERROR
+    assert "error: DEADLINE_EXCEEDED: task t1 did not end within 200ms" in result.err
+
+
+async def test_get_shows_the_task(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_RUNNING)
+    task.attempt_history.add(number=1, worker_id="w1", lease_id="l1")
+    result = await taskctl("get", task.id)
+    assert result.code == ExitCode.OK
+    assert result.json()["attempt_history"][0]["worker_id"] == "w1"
+
+    table = await taskctl("--no-json", "get", task.id)
+    assert table.code == ExitCode.OK
+    assert "RUNNING" in table.out
+    assert "attempts" in table.out and "w1" in table.out
+
+
+async def test_not_found_is_exit_3_with_the_status_on_stderr(taskctl: Taskctl) -> None:
+    result = await taskctl("get", "nope")
+    assert result.code == ExitCode.RPC_ERROR
+    assert result.out == ""
+    assert result.err.strip() == "error: NOT_FOUND: task 'nope' not found"
+
+
+async def test_unreachable_scheduler_is_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{sock.getsockname()[1]}"
+    code = await asyncio.to_thread(main, ["--scheduler", target, "stats"], environ={})
+    assert code == ExitCode.UNREACHABLE
+    assert capsys.readouterr().err.startswith("error: UNAVAILABLE: ")
+
+
+async def test_list_filters_and_limits(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    for state in ("failed", "pending", "failed", "cancelled", "failed"):
+        scheduler.script.add_task(
+            type="foo", state=task_pb2.TaskState.Value(f"TASK_STATE_{state.upper()}")
+        )
+    result = await taskctl("list", "--state", "failed,cancelled", "--limit", "3")
+    assert result.code == ExitCode.OK
+    listing = result.json()
+    assert [t["id"] for t in listing["tasks"]] == ["t5", "t4", "t3"]
+    assert listing["next_page_token"]
+    request = scheduler.script.calls_of("ListTasks")[0].request
+    assert list(request.states) == [task_pb2.TASK_STATE_FAILED, task_pb2.TASK_STATE_CANCELLED]
+    assert request.page_size == 3
+
+    token = listing["next_page_token"]
+    rest = await taskctl("list", "--state", "failed,cancelled", "--page-token", token)
+    assert [t["id"] for t in rest.json()["tasks"]] == ["t1"]
+    assert rest.json()["next_page_token"] == ""
+
+
+async def test_list_all_follows_every_page(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    for _ in range(4):
+        scheduler.script.add_task(type="foo")
+    result = await taskctl("list", "--all", "--oldest-first")
+    assert [t["id"] for t in result.json()["tasks"]] == ["t1", "t2", "t3", "t4"]
+    assert scheduler.script.calls_of("ListTasks")[0].request.order_by == "created_at asc"
+
+
+async def test_list_as_a_table(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_FAILED, error="boom")
+    result = await taskctl("--no-json", "list")
+    assert result.code == ExitCode.OK
+    assert "t1" in result.out and "FAILED" in result.out and "boom" in result.out
+    assert "no tasks" in (await taskctl("--no-json", "list", "--type", "nope")).out
+    assert (await taskctl("list", "--type", "nope")).json()["tasks"] == []
+
+
+async def test_delete(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo")
+    result = await taskctl("delete", task.id)
+    assert (result.code, result.json()) == (ExitCode.OK, {})  # google.protobuf.Empty
+    assert scheduler.script.tasks == {}
+    assert (await taskctl("delete", task.id)).code == ExitCode.RPC_ERROR
+
+
+async def test_delete_all_needs_a_filter_or_all_yes(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_FAILED)
+    scheduler.script.add_task(type="bar")
+    refused = await taskctl("delete-all")
+    assert refused.code == ExitCode.USAGE
+    assert "give a filter" in refused.err
+    assert (await taskctl("delete-all", "--all")).code == ExitCode.USAGE
+    assert (await taskctl("delete-all", "--all", "--type", "foo", "--yes")).code == ExitCode.USAGE
+    # Not at a terminal (stdin is captured): no question can be asked, so --yes is needed.
+    no_yes = await taskctl("delete-all", "--state", "failed")
+    assert no_yes.code == ExitCode.USAGE
+    assert "--yes" in no_yes.err
+    assert scheduler.script.calls_of("DeleteTasks") == []
+
+    filtered = await taskctl("delete-all", "--state", "failed", "--yes")
+    assert filtered.json() == {"deleted_count": "1"}
+    everything = await taskctl("delete-all", "--all", "--yes")
+    assert everything.json() == {"deleted_count": "1"}
+    assert scheduler.script.calls_of("DeleteTasks")[-1].request.confirm_all
+
+
+async def test_cancel_and_retry(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_PENDING)
+    refused = await taskctl("retry", task.id)
+    assert refused.code == ExitCode.RPC_ERROR
+    assert refused.err.startswith("error: FAILED_PRECONDITION: ")
+    assert (await taskctl("cancel", task.id)).json()["state"] == "TASK_STATE_CANCELLED"
+    assert (await taskctl("retry", task.id)).json()["state"] == "TASK_STATE_PENDING"
+
+
+async def test_watch_prints_one_json_line_per_change(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_PENDING)
+    scheduler.script.watch_states[task.id] = [
+        task_pb2.TASK_STATE_RUNNING,
+        task_pb2.TASK_STATE_FAILED,
+    ]
+    result = await taskctl("watch", task.id)
+    assert result.code == ExitCode.TASK_UNSUCCESSFUL
+    events = [json.loads(line) for line in result.out.splitlines()]
+    assert [e["task"]["state"] for e in events] == [
+        "TASK_STATE_PENDING",
+        "TASK_STATE_RUNNING",
+        "TASK_STATE_FAILED",
+    ]
+    assert all(e["type"] == "TASK_EVENT_TYPE_UPSERTED" for e in events)
+
+
+async def test_watch_as_lines_for_people(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_PENDING)
+    scheduler.script.watch_states[task.id] = [task_pb2.TASK_STATE_SUCCEEDED]
+    result = await taskctl("--no-json", "watch", task.id)
+    assert result.code == ExitCode.OK
+    lines = result.out.splitlines()
+    assert len(lines) == 2
+    assert "PENDING" in lines[0] and "SUCCEEDED" in lines[1]
+
+
+async def test_types_pause_resume(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    types = await taskctl("types")
+    assert [t["name"] for t in types.json()["task_types"]] == ["foo", "bar"]
+    assert len(scheduler.script.calls_of("ListTaskTypes")) == 2  # pages of one
+    assert (await taskctl("pause", "foo")).json()["state"] == "TASK_TYPE_STATE_PAUSED"
+    table = await taskctl("--no-json", "types")
+    assert "PAUSED" in table.out
+    assert (await taskctl("--no-json", "resume", "foo")).out.strip() == "foo ACTIVE"
+    unknown = await taskctl("pause", "nope")
+    assert unknown.code == ExitCode.RPC_ERROR
+
+
+async def test_workers_and_stats(taskctl: Taskctl) -> None:
+    workers = await taskctl("workers")
+    assert workers.json()["workers"][0]["hostname"] == "host"
+    assert "w1" in (await taskctl("--no-json", "workers")).out
+    stats = await taskctl("stats")
+    assert stats.json()["totals"]["succeeded"] == "5"  # int64 is a string in proto JSON
+    table = await taskctl("--no-json", "stats")
+    assert "over retry limit" in table.out and "t9" in table.out
+
+
+async def test_scheduler_errors_are_exit_3_for_every_code(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    scheduler.script.failures["CreateTask"] = [grpc.StatusCode.INVALID_ARGUMENT]
+    result = await taskctl("create", "nope")
+    assert result.code == ExitCode.RPC_ERROR
+    assert result.err.startswith("error: INVALID_ARGUMENT: scripted INVALID_ARGUMENT")
