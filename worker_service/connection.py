@@ -1,0 +1,250 @@
+"""One ``WorkerService.Connect`` stream, seen from the worker.
+
+:class:`Connection` speaks the protocol and nothing else: the handshake, a reader that
+hands every scheduler message to its :class:`ConnectionHost` (the worker), a single writer
+(gRPC allows one write at a time) and a heartbeat timer. What to *do* with leases, cancels
+and drains is the host's business.
+
+Results are batched without adding latency: the writer sends whatever has accumulated
+each time it wakes up; while one write is in flight, results finishing meanwhile pile up
+for the next message. Under load batches grow by themselves; when idle each result leaves
+at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+from orchestrator.v1 import worker_service_pb2 as pb
+from orchestrator.v1 import worker_service_pb2_grpc as pb_grpc
+from orchestrator_client.convert import seconds_from_duration
+from orchestrator_client.protocol import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+#: Used when the welcome does not say (it should).
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+#: Heartbeats go out a bit more often than asked, so that one late tick is still in time.
+HEARTBEAT_MARGIN = 0.8
+#: Results per ResultBatch and bytes of results per message, well under the message limit.
+MAX_BATCH_RESULTS = 1000
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
+
+
+class StreamEnded(Exception):
+    """The stream ended (or a side task stopped) while the worker was not closing it."""
+
+
+class ConnectionHost(Protocol):
+    """What a connection asks of the worker."""
+
+    def on_leases(self, connection: Connection, leases: Sequence[pb.Lease]) -> None: ...
+
+    def on_cancel(self, lease_ids: Sequence[str], reason: str) -> None: ...
+
+    def on_drain(self, connection: Connection, grace: float | None, reason: str) -> None: ...
+
+    def held_lease_ids(self) -> list[str]: ...
+
+
+class Connection:
+    """A connected, welcomed stream. Build it with :meth:`open`, then :meth:`start` it."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[pb.WorkerMessage, pb.SchedulerMessage],
+        welcome: pb.Welcome,
+        host: ConnectionHost,
+        worker_id: str,
+    ) -> None:
+        self.welcome = welcome
+        self._call = call
+        self._host = host
+        self._log_extra = {"worker_id": worker_id, "session_id": welcome.session_id}
+        self._results: list[pb.TaskResult] = []
+        self._credit = 0
+        self._heartbeat_due = False
+        self._draining_due = False
+        self._closing = False
+        self._alive = True
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        channel: grpc.aio.Channel,
+        hello: pb.WorkerHello,
+        host: ConnectionHost,
+        welcome_timeout: float,
+    ) -> Connection:
+        """Send ``hello``, wait for ``welcome``. A refusal raises ``grpc.aio.AioRpcError``."""
+        call = pb_grpc.WorkerServiceStub(channel).Connect()
+        try:
+            await call.write(pb.WorkerMessage(hello=hello))
+            async with asyncio.timeout(welcome_timeout):
+                first = await call.read()
+        except BaseException:
+            call.cancel()
+            raise
+        if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
+            call.cancel()
+            raise StreamEnded(f"expected a welcome from the scheduler, got {first!r}")
+        return cls(call, first.welcome, host, hello.worker_id)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        seconds = seconds_from_duration(self.welcome.heartbeat_interval)
+        return seconds if seconds > 0 else DEFAULT_HEARTBEAT_SECONDS
+
+    @property
+    def alive(self) -> bool:
+        """False once the stream is closed or broken: results sent now would be lost."""
+        return self._alive
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def start(self) -> None:
+        """Start the named side tasks; the caller watches :attr:`tasks`."""
+        self.tasks = [
+            asyncio.create_task(self._read_loop(), name="connection reader"),
+            asyncio.create_task(self._write_loop(), name="connection writer"),
+            asyncio.create_task(self._heartbeat_loop(), name="connection heartbeat"),
+        ]
+
+    # What the worker queues; the writer sends it.
+
+    def send_result(self, result: pb.TaskResult) -> None:
+        self._results.append(result)
+        self._wake.set()
+
+    def grant(self, slots: int) -> None:
+        """Give the scheduler ``slots`` more credit (with the next results, or alone)."""
+        self._credit += slots
+        self._wake.set()
+
+    def send_draining(self) -> None:
+        self._draining_due = True
+        self._wake.set()
+
+    async def close_sending(self) -> None:
+        """Flush everything queued, then half-close: the scheduler answers by ending the
+        stream once it has acknowledged everything."""
+        self._closing = True
+        self._wake.set()
+        await self._flushed.wait()
+
+    async def wait_ended(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) for the reader to see the end of the stream."""
+        reader = self.tasks[0]
+        done, _ = await asyncio.wait([reader], timeout=within)
+        return bool(done)
+
+    def abort(self) -> None:
+        """Drop the stream at once (broken, or done with)."""
+        self._alive = False
+        for task in self.tasks:
+            task.cancel()
+        self._call.cancel()
+
+    async def status(self) -> tuple[grpc.StatusCode, str] | None:
+        """The stream's final status, if it has one."""
+        if not self._call.done():
+            return None
+        return await self._call.code(), await self._call.details()
+
+    # Side tasks.
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await self._call.read()
+            if message is grpc.aio.EOF:
+                self._alive = False
+                if self._closing:
+                    return
+                raise StreamEnded("the scheduler ended the stream")
+            self._dispatch(message)
+
+    def _dispatch(self, message: pb.SchedulerMessage) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "leases":
+            self._host.on_leases(self, message.leases.leases)
+        elif kind == "cancel":
+            self._host.on_cancel(message.cancel.lease_ids, message.cancel.reason)
+        elif kind == "drain":
+            drain = message.drain
+            grace = seconds_from_duration(drain.grace) if drain.HasField("grace") else None
+            self._host.on_drain(self, grace, drain.reason)
+        elif kind == "acks":
+            for ack in message.acks.acks:
+                if ack.accepted:
+                    continue
+                extra = {**self._log_extra, "lease_id": ack.lease_id, "code": ack.code}
+                log.warning("scheduler refused a result: %s", ack.message, extra=extra)
+        else:
+            log.warning("unexpected message from the scheduler: %s", kind, extra=self._log_extra)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # results finishing in this same tick join the batch
+            for message in self._take():
+                await self._call.write(message)
+            if self._closing and not self._pending():
+                await self._call.done_writing()
+                self._flushed.set()
+                return
+
+    def _pending(self) -> bool:
+        return bool(self._results or self._credit or self._heartbeat_due or self._draining_due)
+
+    def _take(self) -> list[pb.WorkerMessage]:
+        """Everything due now, in order: draining, results (with credit), heartbeat."""
+        messages: list[pb.WorkerMessage] = []
+        if self._draining_due:
+            self._draining_due = False
+            messages.append(pb.WorkerMessage(draining=pb.Draining()))
+        credit, self._credit = self._credit, 0
+        results, self._results = self._results, []
+        for batch in _batches(results):
+            messages.append(pb.WorkerMessage(results=pb.ResultBatch(results=batch, credit=credit)))
+            credit = 0
+        if credit:
+            messages.append(pb.WorkerMessage(credit=pb.CreditGrant(slots=credit)))
+        if self._heartbeat_due:
+            self._heartbeat_due = False
+            held = self._host.held_lease_ids()
+            messages.append(pb.WorkerMessage(heartbeat=pb.Heartbeat(lease_ids=held)))
+        return messages
+
+    async def _heartbeat_loop(self) -> None:
+        period = self.heartbeat_interval * HEARTBEAT_MARGIN
+        while True:
+            await asyncio.sleep(period)  # a timer, not synchronisation
+            self._heartbeat_due = True
+            self._wake.set()
+
+
+def _batches(results: list[pb.TaskResult]) -> list[list[pb.TaskResult]]:
+    """Split results into messages of at most MAX_BATCH_RESULTS and about MAX_BATCH_BYTES."""
+    batches: list[list[pb.TaskResult]] = []
+    current: list[pb.TaskResult] = []
+    size = 0
+    for result in results:
+        result_size = result.ByteSize()
+        if current and (len(current) >= MAX_BATCH_RESULTS or size + result_size > MAX_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(result)
+        size += result_size
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,296 @@
+"""Running one lease: pick the handler, run it where its kind says, turn the outcome into a
+``TaskResult`` (see :mod:`worker_service.results`).
+
+Two moments matter and they are kept apart:
+
+* the **outcome** is known — the handler returned or raised, the lease's ``timeout``
+  passed, the scheduler cancelled, or the worker returns the task while draining;
+  :meth:`TaskRunner.execute` returns the result then;
+* the **work ends** — :attr:`Job.ended` is set, and only then is the slot free again.
+
+For an async handler the two are a loop iteration apart (it is cancelled). A thread or a
+process cannot be killed: at the deadline the worker reports TIMED_OUT (the scheduler is
+about to take the task back anyway) but the slot stays busy until the function really
+returns. Granting the slot back earlier would let the scheduler start another task while
+the stuck one still holds a thread or a CPU: the worker would run more than ``--slots`` at
+once, the one thing credit-based flow control promises never happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import enum
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.v1 import worker_service_pb2 as pb
+from orchestrator_client.convert import seconds_from_duration
+
+from . import results
+from .context import HandlerSettings, TaskContext
+from .errors import TaskFailed
+from .registry import HandlerKind, HandlerRegistry, RegisteredHandler
+
+log = logging.getLogger(__name__)
+
+#: How long a stopped async handler may take to unwind before the outcome is reported.
+ASYNC_UNWIND_SECONDS = 1.0
+
+
+class StopReason(enum.Enum):
+    """Why the worker stops an attempt before its handler is done."""
+
+    #: The scheduler sent ``cancel``: report CANCELLED.
+    CANCELLED = "cancelled"
+    #: The worker is draining and the grace ran out: report RETURNED.
+    RETURNED = "returned"
+    #: The stream broke: the scheduler already took the lease back; the result is dropped.
+    LOST = "lost"
+
+
+@dataclass(eq=False)
+class Job:
+    """One lease on this worker, from its arrival until its work has ended."""
+
+    lease: pb.Lease
+    ctx: TaskContext
+    #: Monotonic time of arrival; the lease's ``timeout`` counts from here.
+    started: float = field(default_factory=time.monotonic)
+    #: Set when the handler's work has really ended (see the module docstring).
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Future[tuple[StopReason, str]] | None = None
+
+    @property
+    def lease_id(self) -> str:
+        return self.lease.lease_id
+
+    @property
+    def stop_requested(self) -> asyncio.Future[tuple[StopReason, str]]:
+        if self._stop is None:
+            self._stop = asyncio.get_running_loop().create_future()
+        return self._stop
+
+    def request_stop(self, reason: StopReason, text: str) -> None:
+        """Stop the attempt early; the first reason wins."""
+        if not self.stop_requested.done():
+            self.stop_requested.set_result((reason, text))
+        self.ctx.cancelled.set()
+
+    @property
+    def stopped_for(self) -> StopReason | None:
+        stop = self._stop
+        return stop.result()[0] if stop is not None and stop.done() else None
+
+
+def lease_timeout(lease: pb.Lease) -> float | None:
+    """The lease's ``timeout`` in seconds; ``None`` when unset or zero (no limit)."""
+    if not lease.HasField("timeout"):
+        return None
+    seconds = seconds_from_duration(lease.timeout)
+    return seconds if seconds > 0 else None
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """The lease's payload; empty means ``{}``; anything but a JSON object is refused."""
+    if not data:
+        return {}
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"the payload is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError(f"the payload must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+class Executors:
+    """Where sync handlers run: a thread pool, and a process pool spawned on first use.
+
+    The thread pool is the worker's own, sized to ``slots``, rather than asyncio's default
+    one (``min(32, cpus + 4)`` threads): a thread handler never waits for a thread while its
+    lease's clock runs, and ``asyncio.run`` does not block at exit on a stuck handler.
+
+    The process pool uses the *spawn* start method: forking a process that runs gRPC
+    threads can deadlock the child. A pool broken by a dead child is replaced.
+    """
+
+    def __init__(self, *, threads: int, processes: int) -> None:
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="handler"
+        )
+        self._process_count = processes
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def submit_thread(self, func: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        # Copy the context so that contextvars (log fields) follow the handler into the thread.
+        return self._threads.submit(contextvars.copy_context().run, func, *args)
+
+    def submit_process(
+        self, func: Callable[..., Any], *args: Any
+    ) -> concurrent.futures.Future[Any]:
+        pool = self._process_pool()
+        try:
+            return pool.submit(func, *args)
+        except BrokenProcessPool:
+            log.warning("the process pool broke (a child died); starting a new one")
+            if self._processes is pool:
+                self._processes = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return self._process_pool().submit(func, *args)
+
+    def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._processes is None:
+            self._processes = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self._process_count, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._processes
+
+    def shutdown(self, *, wait: bool) -> None:
+        """Stop both pools. Without ``wait``, kill the pool's processes: a CPU job still
+        running at exit would otherwise hold the interpreter until it ends."""
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        pool, self._processes = self._processes, None
+        if pool is None:
+            return
+        if not wait:
+            # No public way to end running jobs before Python 3.14 (terminate_workers()).
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class TaskRunner:
+    """Runs leases with the handlers of a registry."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        executors: Executors,
+        settings: HandlerSettings,
+        worker_id: str,
+    ) -> None:
+        self._registry = registry
+        self._executors = executors
+        self._settings = settings
+        self._worker_id = worker_id
+
+    def job(self, lease: pb.Lease) -> Job:
+        ctx = TaskContext(
+            task_id=lease.task_id,
+            type=lease.type,
+            attempt=lease.attempt,
+            max_attempts=lease.max_attempts,
+            lease_id=lease.lease_id,
+            worker_id=self._worker_id,
+            settings=self._settings,
+            labels=dict(lease.labels),
+        )
+        return Job(lease=lease, ctx=ctx)
+
+    async def execute(self, job: Job) -> pb.TaskResult:
+        """Run ``job`` until its outcome is known; :attr:`Job.ended` tells when the work ended."""
+        result = await self._execute(job)
+        outcome = pb.ResultOutcome.Name(result.outcome).removeprefix("RESULT_OUTCOME_")
+        fields = {"outcome": outcome, "seconds": round(time.monotonic() - job.started, 3)}
+        if result.error:
+            job.ctx.log.info("task %s: %s", outcome.lower(), result.error, extra=fields)
+        else:
+            job.ctx.log.info("task %s", outcome.lower(), extra=fields)
+        return result
+
+    async def _execute(self, job: Job) -> pb.TaskResult:
+        lease = job.lease
+        registered = self._registry.get(lease.type)
+        if registered is None:
+            job.ended.set()
+            return results.failed(
+                lease,
+                f"no handler for task type {lease.type!r} on worker {self._worker_id} "
+                f"(it serves {', '.join(self._registry.names())})",
+                retryable=False,
+            )
+        try:
+            payload = decode_payload(lease.payload_json)
+        except ValueError as exc:
+            job.ended.set()
+            return results.failed(lease, str(exc), retryable=False)
+        try:
+            work = self._start(registered, payload, job)
+        except Exception as exc:  # e.g. the pools are shut down: let another worker try
+            job.ended.set()
+            return results.from_exception(lease, exc)
+        timeout = lease_timeout(lease)
+        try:
+            remaining = (
+                None if timeout is None else max(0.0, job.started + timeout - time.monotonic())
+            )
+            await asyncio.wait(
+                {work, job.stop_requested}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if work.done():
+                return self._outcome(job, work)
+            job.ctx.cancelled.set()
+            work.cancel()
+            if registered.kind is HandlerKind.ASYNC:
+                # Let it unwind (its finally blocks run), so that the result and the freed
+                # slot usually leave together in one message.
+                await asyncio.wait({work}, timeout=ASYNC_UNWIND_SECONDS)
+            stop = job.stop_requested
+            if not stop.done():
+                assert timeout is not None
+                return results.timed_out(lease, timeout)
+            reason, text = stop.result()
+            if reason is StopReason.RETURNED:
+                return results.returned(lease, text)
+            if reason is StopReason.CANCELLED:
+                return results.cancelled(lease, text)
+            return results.returned(lease, text or "the stream to the scheduler broke")
+        finally:
+            if not work.done():
+                job.ctx.cancelled.set()
+                work.cancel()
+
+    def _outcome(self, job: Job, work: asyncio.Future[Any]) -> pb.TaskResult:
+        if work.cancelled():
+            return results.failed(
+                job.lease, "CancelledError: the handler was cancelled", retryable=True
+            )
+        exc = work.exception()
+        if exc is None:
+            return results.succeeded(job.lease, work.result())
+        if not isinstance(exc, TaskFailed):
+            job.ctx.log.warning("handler raised", exc_info=exc)
+        return results.from_exception(job.lease, exc)
+
+    def _start(
+        self, registered: RegisteredHandler, payload: dict[str, Any], job: Job
+    ) -> asyncio.Future[Any]:
+        """Start the handler; :attr:`Job.ended` is set when it has really stopped."""
+        if registered.kind is HandlerKind.ASYNC:
+            task = asyncio.create_task(
+                registered.func(payload, job.ctx), name=f"handler {job.lease.type} {job.lease_id}"
+            )
+            task.add_done_callback(lambda _: job.ended.set())
+            return task
+        if registered.kind is HandlerKind.THREAD:
+            future = self._executors.submit_thread(registered.func, payload, job.ctx)
+        else:
+            future = self._executors.submit_process(registered.func, payload, job.ctx.info)
+        loop = asyncio.get_running_loop()
+
+        def ended(_: concurrent.futures.Future[Any]) -> None:
+            # RuntimeError: the loop is closed, nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(job.ended.set)
+
+        future.add_done_callback(ended)
+        return asyncio.wrap_future(future)
