@@ -1,0 +1,129 @@
+"""``python -m worker_service`` as a real process against the scripted scheduler: the
+startup line, signals, exit codes, ``--module``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from orchestrator.v1 import worker_service_pb2 as pb
+
+from tests.integration.worker.doubles import End, FakeStream, ScriptedServer, lease
+from tests.support.processes import ManagedProcess, worker_args
+from worker_service.registry import HandlerRegistry
+
+Outcome = pb.ResultOutcome
+STARTUP = 30.0  # a cold interpreter importing grpc on a busy machine
+
+Spawn = Callable[..., ManagedProcess]
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
+    processes: list[ManagedProcess] = []
+
+    def start(scheduler: str, *extra: str, env: dict[str, str] | None = None) -> ManagedProcess:
+        name = f"worker{len(processes) + 1}"
+        process = ManagedProcess(name, worker_args(scheduler, name, *extra), tmp_path, env)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()
+
+
+async def held(stream: FakeStream, lease_id: str) -> None:
+    """Wait for a heartbeat that holds ``lease_id``: the task is running."""
+    while lease_id not in (await stream.expect("heartbeat")).lease_ids:
+        pass
+
+
+async def test_sigterm_lets_running_tasks_finish_then_exits_zero(
+    scheduler: ScriptedServer, spawn: Spawn
+) -> None:
+    scheduler.servicer.heartbeat_interval = 0.05
+    worker = spawn(scheduler.address, "--slots=2", "--shutdown-grace=20")
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    assert list(stream.hello.task_types) == HandlerRegistry.with_builtins().names()
+    assert stream.hello.pid == worker.pid
+    stream.lease(lease("t1", "foo", payload=b'{"seconds": 0.3}'))
+    await held(stream, "lease-t1")
+
+    worker.signal(signal.SIGTERM)
+    await stream.expect("draining")
+    [result], _ = await stream.results(1)
+    assert (result.task_id, result.outcome) == ("t1", Outcome.RESULT_OUTCOME_SUCCEEDED)
+    assert json.loads(result.result_json) == {"message": "Foo t1"}
+    await stream.until_closed()
+    assert await worker.wait_async(STARTUP) == 0
+    out = worker.stdout()
+    assert out.startswith(f"orchestrator-worker worker1: scheduler {scheduler.address}, 2 slots")
+    assert "Foo t1\n" in out
+
+
+async def test_a_second_signal_exits_at_once(scheduler: ScriptedServer, spawn: Spawn) -> None:
+    scheduler.servicer.heartbeat_interval = 0.05
+    worker = spawn(scheduler.address, "--shutdown-grace=600")
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    stream.lease(lease("t1", "foo", payload=b'{"seconds": 600}'))
+    await held(stream, "lease-t1")
+
+    worker.signal(signal.SIGTERM)
+    await stream.expect("draining")
+    worker.signal(signal.SIGINT)
+    assert await worker.wait_async(STARTUP) == 130
+
+
+async def test_a_refused_worker_exits_non_zero(scheduler: ScriptedServer, spawn: Spawn) -> None:
+    scheduler.servicer.reject = End(
+        grpc.StatusCode.FAILED_PRECONDITION, "protocol version 1 is not supported"
+    )
+    worker = spawn(scheduler.address)
+    assert await worker.wait_async(STARTUP) == 1
+    assert "refused this worker: FAILED_PRECONDITION: protocol version 1" in worker.stderr()
+    assert len(scheduler.servicer.hellos) == 1
+
+
+async def test_an_unknown_task_type_is_a_usage_error(spawn: Spawn) -> None:
+    worker = spawn("127.0.0.1:1", "--task-types=foo,fooo")
+    assert await worker.wait_async(STARTUP) == 2
+    assert "no handler for task type(s) fooo; known: bar, baz" in worker.stderr()
+
+
+async def test_user_handlers_from_module(
+    scheduler: ScriptedServer, spawn: Spawn, tmp_path: Path
+) -> None:
+    modules = tmp_path / "user_code"
+    modules.mkdir()
+    (modules / "greetings.py").write_text(
+        textwrap.dedent(
+            """
+            from worker_service import handler
+
+            @handler("greet")
+            async def greet(payload, ctx):
+                print(f"Hello, {payload['name']}!", flush=True)
+                return {"greeting": f"Hello, {payload['name']}!"}
+            """
+        )
+    )
+    worker = spawn(
+        scheduler.address,
+        "--module=greetings",
+        env={"PYTHONPATH": str(modules), "ORCHESTRATOR_TASK_TYPES": "greet,sum2"},
+    )
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    assert list(stream.hello.task_types) == ["greet", "sum2"]
+    stream.lease(lease("g1", "greet", payload=b'{"name": "Ada"}'))
+    [result], credit = await stream.results(1)
+    assert json.loads(result.result_json) == {"greeting": "Hello, Ada!"}
+    assert credit == 1
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait_async(STARTUP) == 0
+    assert "Hello, Ada!" in worker.stdout()
