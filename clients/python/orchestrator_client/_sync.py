@@ -69,10 +69,13 @@ class _LoopThread:
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        try:
+            # On the loop's own thread: the caller's thread may be running a loop of its own.
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
 
 async def _anext(iterator: AsyncIterator[T]) -> T:

@@ -94,3 +94,13 @@ async def test_close_stops_the_loop_thread_and_a_new_call_restarts_it(
     before, during, after = await asyncio.to_thread(use)
     assert during == before + 1
     assert after == before
+
+
+async def test_sync_client_inside_a_running_event_loop(scheduler: FakeScheduler) -> None:
+    # Someone calling the blocking client from async code (a notebook, a web handler):
+    # it must work, close included, although the calling thread runs a loop of its own.
+    async def inside_a_loop() -> int:
+        with oc.Client(scheduler.target) as client:
+            return client.get_stats().connected_workers
+
+    assert await asyncio.to_thread(asyncio.run, inside_a_loop()) == 1

@@ -184,3 +184,18 @@ def test_admin_views() -> None:
 
 def test_when_is_empty_for_unset_times() -> None:
     assert when(task_pb2.Task().created_at) == ""
+
+
+def test_empty_optional_columns_are_left_out() -> None:
+    quiet = task_pb2.Task(id="t2", type="foo", state=task_pb2.TASK_STATE_PENDING)
+    header = render(task_table([quiet])).splitlines()[1]
+    assert "group" not in header and "error" not in header
+    header = render(task_table([quiet, sample_task()])).splitlines()[1]
+    assert "group" in header and "error" in header
+
+
+def test_ids_are_never_cut_on_a_narrow_terminal() -> None:
+    task = task_pb2.Task(id="01M8HYWG920DFWNSB571P03VPF", type="foo", error="e " * 40)
+    console = Console(file=io.StringIO(), width=70, color_system=None)
+    console.print(task_table([task]))
+    assert task.id in console.file.getvalue()  # type: ignore[attr-defined]

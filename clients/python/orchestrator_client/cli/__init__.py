@@ -37,6 +37,12 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except KeyboardInterrupt:
         out.error("interrupted")
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `taskctl list | head -1`: the reader left, which is not our error. Point stdout at
+        # /dev/null so that the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.OK
 
 
 async def _run(args: argparse.Namespace, out: Output, *, interactive: bool) -> int:

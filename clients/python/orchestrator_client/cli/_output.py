@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from rich.console import Console, RenderableType
 
 M = TypeVar("M", bound=Message)
+PIPE_WIDTH = 1000
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -27,14 +28,28 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     )
 
 
+def _whole_numbers(value: Any) -> Any:
+    """``3.0`` -> ``3``: Struct numbers are doubles, but a payload's ``1`` should print as 1
+    (as grpcurl prints it); JSON has one number type, so nothing is lost."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
 class Output:
     """One command's output, in JSON or as tables; decided once, from ``--json``/TTY."""
 
     def __init__(self, *, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
         self.json_mode = json_mode
         self._stdout = stdout
-        # Colour and width come from the stream: none when piped, the terminal's otherwise.
-        self._console = Console(file=stdout, highlight=False)
+        # Colour and width come from the terminal; piped into a file or grep, lines are not
+        # wrapped at rich's default of 80 columns, tables take the width they need.
+        width = None if stdout.isatty() else PIPE_WIDTH
+        self._console = Console(file=stdout, highlight=False, width=width)
         self._errors = Console(file=stderr, highlight=False)
 
     def show(self, message: M, render: Callable[[M], RenderableType]) -> None:
@@ -52,6 +67,7 @@ class Output:
             self._console.print(render(message))
 
     def write_json(self, document: Any, *, compact: bool = False) -> None:
+        document = _whole_numbers(document)
         indent, separators = (None, (",", ":")) if compact else (2, None)
         text = json.dumps(document, indent=indent, separators=separators, ensure_ascii=False)
         self._stdout.write(text + "\n")

@@ -116,8 +116,15 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
     )
 
+    # --json/--no-json are also accepted after the command, where people tend to type them;
+    # SUPPRESS leaves the global value alone unless the flag is given there.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--json", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help="JSON"
+    )
+
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text)
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[output])
 
     _add_create(command("create", "create a task (and with --wait, wait for its end)"))
     command("get", "one task with its attempt history").add_argument("id")

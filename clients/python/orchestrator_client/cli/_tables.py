@@ -6,7 +6,7 @@ string console and read the text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
@@ -27,6 +27,54 @@ STATE_STYLES = {
     "CANCELLED": "magenta",
 }
 
+Cell = str | Text
+
+
+def make_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    *,
+    whole: Container[str] = (),
+    right: Container[str] = (),
+    optional: Container[str] = (),
+    title: str | None = None,
+) -> Table:
+    """A table of literal text.
+
+    Plain strings become ``Text``: task errors and payloads may hold ``[brackets]`` that rich
+    would otherwise read as markup and swallow. Columns named in ``whole`` (the ids people
+    copy) never shrink below their longest cell; the others fold when the terminal is narrow,
+    rather than being cut with an ellipsis. Keep ``whole`` short: if the whole columns alone
+    are wider than the terminal, rich crops the table. Columns named in ``optional`` are left
+    out when they are empty in every row, which saves room on a narrow terminal.
+    """
+    cells = [[Text(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    widths = [max((row[i].cell_len for row in cells), default=0) for i in range(len(columns))]
+    kept = [i for i, name in enumerate(columns) if widths[i] or name not in optional]
+    table = Table(title=title, title_justify="left")
+    for index in kept:
+        name = columns[index]
+        table.add_column(
+            name,
+            justify="right" if name in right else "left",
+            overflow="fold",
+            min_width=max(widths[index], len(name)) if name in whole else None,
+        )
+    for row in cells:
+        table.add_row(*(row[index] for index in kept))
+    return table
+
+
+def _grid(rows: Iterable[tuple[str, Cell]]) -> Table:
+    """``label  value`` lines, labels in bold; rows with an empty value are left out."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        if value:
+            grid.add_row(label, Text(value) if isinstance(value, str) else value)
+    return grid
+
 
 def when(stamp: timestamp_pb2.Timestamp) -> str:
     """``2026-11-28 20:35:28Z``, or empty for an unset time."""
@@ -40,12 +88,6 @@ def how_long(duration: duration_pb2.Duration) -> str:
     if not (duration.seconds or duration.nanos):
         return ""
     return format_duration(seconds_from_duration(duration))
-
-
-def add_row(table: Table, *cells: str | Text) -> None:
-    """Add a row of literal text: task errors and payloads may hold ``[brackets]``, which
-    rich would otherwise read as markup and swallow."""
-    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def state_text(state: task_pb2.TaskState.ValueType) -> Text:
@@ -87,64 +129,60 @@ def _attempts(task: task_pb2.Task) -> str:
 
 def task_detail(task: task_pb2.Task) -> RenderableType:
     """Every set field of one task, then its attempt history."""
-    rows: Sequence[tuple[str, str | Text]] = [
-        ("id", task.id),
-        ("type", task.type),
-        ("state", state_text(task.state)),
-        ("priority", str(task.priority)),
-        ("attempts", _attempts(task)),
-        ("run at", when(task.run_at)),
-        ("due at", when(task.due_at)),
-        ("group", task.group),
-        ("client", task.client),
-        ("labels", _labels(task.labels)),
-        ("idempotency key", task.idempotency_key),
-        ("cache", "yes" if task.cache else ""),
-        ("timeout", how_long(task.timeout)),
-        ("backoff", _backoff(task.backoff)),
-        ("created", when(task.created_at)),
-        ("updated", when(task.updated_at)),
-        ("started", when(task.started_at)),
-        ("finished", when(task.finished_at)),
-        ("worker", task.worker_id),
-        ("lease", task.lease_id),
-        ("error", task.error),
-        ("payload", _json(task.payload)),
-        ("result", _json(task.result)),
-    ]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for label, value in rows:
-        if value:
-            add_row(grid, label, value)
+    grid = _grid(
+        [
+            ("id", task.id),
+            ("type", task.type),
+            ("state", state_text(task.state)),
+            ("priority", str(task.priority)),
+            ("attempts", _attempts(task)),
+            ("run at", when(task.run_at)),
+            ("due at", when(task.due_at)),
+            ("group", task.group),
+            ("client", task.client),
+            ("labels", _labels(task.labels)),
+            ("idempotency key", task.idempotency_key),
+            ("cache", "yes" if task.cache else ""),
+            ("timeout", how_long(task.timeout)),
+            ("backoff", _backoff(task.backoff)),
+            ("created", when(task.created_at)),
+            ("updated", when(task.updated_at)),
+            ("started", when(task.started_at)),
+            ("finished", when(task.finished_at)),
+            ("worker", task.worker_id),
+            ("lease", task.lease_id),
+            ("error", task.error),
+            ("payload", _json(task.payload)),
+            ("result", _json(task.result)),
+        ]
+    )
     if not task.attempt_history:
         return grid
-    history = Table(title="attempts", title_justify="left")
-    for column in ("#", "worker", "lease", "started", "finished", "outcome", "error"):
-        history.add_column(column, overflow="fold")
-    for attempt in task.attempt_history:
-        add_row(
-            history,
-            str(attempt.number),
-            attempt.worker_id,
-            attempt.lease_id,
-            when(attempt.started_at),
-            when(attempt.finished_at),
-            _outcome(attempt.outcome),
-            attempt.error,
-        )
+    history = make_table(
+        ("#", "worker", "lease", "started", "finished", "outcome", "error"),
+        [
+            (
+                str(attempt.number),
+                attempt.worker_id,
+                attempt.lease_id,
+                when(attempt.started_at),
+                when(attempt.finished_at),
+                _outcome(attempt.outcome),
+                attempt.error,
+            )
+            for attempt in task.attempt_history
+        ],
+        right=("#",),
+        optional=("error",),
+        title="attempts",
+    )
     return Group(grid, Text(""), history)
 
 
 def task_table(tasks: Iterable[task_pb2.Task]) -> RenderableType:
-    """One row per task, newest first as the scheduler ordered them."""
-    table = Table()
-    for column in ("id", "type", "state", "priority", "attempts", "group", "created", "error"):
-        table.add_column(column, overflow="fold")
-    for task in tasks:
-        add_row(
-            table,
+    """One row per task, in the order the scheduler answered (newest first by default)."""
+    rows = [
+        (
             task.id,
             task.type,
             state_text(task.state),
@@ -154,9 +192,17 @@ def task_table(tasks: Iterable[task_pb2.Task]) -> RenderableType:
             when(task.created_at),
             task.error,
         )
-    if not table.row_count:
+        for task in tasks
+    ]
+    if not rows:
         return Text("no tasks")
-    return table
+    return make_table(
+        ("id", "type", "state", "prio", "attempts", "group", "created", "error"),
+        rows,
+        whole=("id", "created"),
+        right=("prio", "attempts"),
+        optional=("group", "error"),
+    )
 
 
 def event_line(event: task_service_pb2.TaskEvent) -> Text:
@@ -189,20 +235,19 @@ def _counts(counts: admin_service_pb2.TaskCounts) -> list[str]:
 
 
 def task_type_table(types: Iterable[admin_service_pb2.TaskType]) -> RenderableType:
-    table = Table()
-    for column in ("type", "state", "workers", *_COUNT_FIELDS):
-        table.add_column(column, justify="left" if column in ("type", "state") else "right")
-    for task_type in types:
-        add_row(
-            table,
+    rows: list[list[Cell]] = [
+        [
             task_type.name,
             _type_state(task_type.state),
             str(task_type.connected_workers),
             *_counts(task_type.counts),
-        )
-    if not table.row_count:
+        ]
+        for task_type in types
+    ]
+    if not rows:
         return Text("no task types")
-    return table
+    counted = ("workers", *_COUNT_FIELDS)
+    return make_table(("type", "state", *counted), rows, whole=("type",), right=counted)
 
 
 def task_type_line(task_type: admin_service_pb2.TaskType) -> Text:
@@ -211,12 +256,8 @@ def task_type_line(task_type: admin_service_pb2.TaskType) -> Text:
 
 
 def worker_table(workers: Iterable[admin_service_pb2.Worker]) -> RenderableType:
-    table = Table()
-    for column in ("id", "host", "pid", "types", "slots", "in flight", "heartbeat", "scheduler"):
-        table.add_column(column, overflow="fold")
-    for worker in workers:
-        add_row(
-            table,
+    rows = [
+        (
             worker.id + (" (draining)" if worker.draining else ""),
             worker.hostname,
             str(worker.pid),
@@ -226,36 +267,47 @@ def worker_table(workers: Iterable[admin_service_pb2.Worker]) -> RenderableType:
             when(worker.last_heartbeat_at),
             worker.scheduler_id,
         )
-    if not table.row_count:
+        for worker in workers
+    ]
+    if not rows:
         return Text("no workers connected")
-    return table
+    return make_table(
+        ("id", "host", "pid", "types", "slots", "in flight", "heartbeat", "scheduler"),
+        rows,
+        whole=("id",),
+        right=("pid", "slots", "in flight"),
+    )
 
 
 def stats_view(stats: admin_service_pb2.GetStatsResponse) -> RenderableType:
-    """Counts per type and state with a total row, the summary, the most retried tasks."""
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    add_row(summary, "connected workers", str(stats.connected_workers))
-    add_row(summary, "retries", str(stats.retries))
-    add_row(summary, "over retry limit", str(stats.over_retry_limit))
-    add_row(summary, "finished last minute", str(stats.finished_last_minute))
-    add_row(summary, "throughput", f"{stats.throughput_per_second:.2f}/s")
-
-    counts = Table()
-    for column in ("type", *_COUNT_FIELDS):
-        counts.add_column(column, justify="left" if column == "type" else "right")
-    for by_type in stats.by_type:
-        add_row(counts, by_type.type, *_counts(by_type.counts))
+    """The summary, counts per type and state with a total row, the most retried tasks."""
+    summary = _grid(
+        [
+            ("connected workers", str(stats.connected_workers)),
+            ("retries", str(stats.retries)),
+            ("over retry limit", str(stats.over_retry_limit)),
+            ("finished last minute", str(stats.finished_last_minute)),
+            ("throughput", f"{stats.throughput_per_second:.2f}/s"),
+        ]
+    )
+    counts = make_table(
+        ("type", *_COUNT_FIELDS),
+        [[by_type.type, *_counts(by_type.counts)] for by_type in stats.by_type],
+        whole=("type",),
+        right=_COUNT_FIELDS,
+    )
     counts.add_section()
-    add_row(counts, Text("all", style="bold"), *_counts(stats.totals))
-
+    counts.add_row(Text("all", style="bold"), *_counts(stats.totals))
     parts: list[RenderableType] = [summary, Text(""), counts]
     if stats.most_retried:
-        retried = Table(title="most retried", title_justify="left")
-        for column in ("task", "type", "attempts"):
-            retried.add_column(column)
-        for entry in stats.most_retried:
-            add_row(retried, entry.task_id, entry.type, f"{entry.attempts}/{entry.max_attempts}")
+        retried = make_table(
+            ("task", "type", "attempts"),
+            [
+                (entry.task_id, entry.type, f"{entry.attempts}/{entry.max_attempts}")
+                for entry in stats.most_retried
+            ],
+            whole=("task",),
+            title="most retried",
+        )
         parts += [Text(""), retried]
     return Group(*parts)
