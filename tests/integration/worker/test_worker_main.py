@@ -4,8 +4,10 @@ startup line, signals, exit codes, ``--module``."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -127,3 +129,40 @@ async def test_user_handlers_from_module(
     worker.signal(signal.SIGTERM)
     assert await worker.wait_async(STARTUP) == 0
     assert "Hello, Ada!" in worker.stdout()
+
+
+async def test_a_group_sigterm_lets_a_cpu_task_finish(
+    scheduler: ScriptedServer, spawn: Spawn
+) -> None:
+    """A service manager signals the whole process group: the pool's children ignore it,
+    so the CPU task finishes while the worker drains."""
+    scheduler.servicer.heartbeat_interval = 0.05
+    worker = spawn(scheduler.address, "--cpu-workers=1", "--shutdown-grace=60")
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    stream.lease(lease("c1", "cpu_process", payload=b'{"iterations": 1000000}'))
+    await held(stream, "lease-c1")
+
+    os.killpg(worker.pid, signal.SIGTERM)  # the worker runs in its own session
+    await stream.expect("draining")
+    [result], _ = await stream.results(1, within=60)
+    assert result.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED, result.error
+    assert json.loads(result.result_json)["iterations"] == 1_000_000
+    assert await worker.wait_async(STARTUP) == 0
+
+
+async def test_shutdown_is_bounded_by_the_grace_even_for_cpu_tasks(
+    scheduler: ScriptedServer, spawn: Spawn
+) -> None:
+    scheduler.servicer.heartbeat_interval = 0.05
+    worker = spawn(scheduler.address, "--cpu-workers=1", "--shutdown-grace=0.2")
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    stream.lease(lease("c1", "cpu_process", payload=b'{"iterations": 20000000}'))
+    await held(stream, "lease-c1")
+
+    started = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    [result], _ = await stream.results(1)
+    assert result.outcome == Outcome.RESULT_OUTCOME_RETURNED
+    assert await worker.wait_async(STARTUP) == 0
+    assert time.monotonic() - started < 10  # 20M rounds take far longer: the child was killed
+    assert "abandoned" in worker.stderr()
