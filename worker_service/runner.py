@@ -38,6 +38,7 @@ from orchestrator_client.convert import seconds_from_duration
 from . import results
 from .context import HandlerSettings, TaskContext
 from .errors import TaskFailed
+from .pool_child import ignore_shutdown_signals, signals_blocked
 from .registry import HandlerKind, HandlerRegistry, RegisteredHandler
 
 log = logging.getLogger(__name__)
@@ -139,24 +140,29 @@ class Executors:
     ) -> concurrent.futures.Future[Any]:
         pool = self._process_pool()
         try:
-            return pool.submit(func, *args)
+            with signals_blocked():  # submit() may start a child; see pool_child
+                return pool.submit(func, *args)
         except BrokenProcessPool:
             log.warning("the process pool broke (a child died); starting a new one")
             if self._processes is pool:
                 self._processes = None
             pool.shutdown(wait=False, cancel_futures=True)
-            return self._process_pool().submit(func, *args)
+            with signals_blocked():
+                return self._process_pool().submit(func, *args)
 
     def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._processes is None:
             self._processes = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self._process_count, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self._process_count,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=ignore_shutdown_signals,
             )
         return self._processes
 
     def shutdown(self, *, wait: bool) -> None:
         """Stop both pools. Without ``wait``, kill the pool's processes: a CPU job still
-        running at exit would otherwise hold the interpreter until it ends."""
+        running at exit would otherwise hold the interpreter until it ends (and the
+        children ignore SIGTERM, see :mod:`worker_service.pool_child`)."""
         self._threads.shutdown(wait=wait, cancel_futures=True)
         pool, self._processes = self._processes, None
         if pool is None:
@@ -164,7 +170,7 @@ class Executors:
         if not wait:
             # No public way to end running jobs before Python 3.14 (terminate_workers()).
             for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()
+                process.kill()
         pool.shutdown(wait=wait, cancel_futures=True)
 
 
