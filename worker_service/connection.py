@@ -152,6 +152,9 @@ class Connection:
         self._alive = False
         for task in self.tasks:
             task.cancel()
+            # A side task may still fail on its way out (a write to the dead stream); the
+            # cause was already handled, so collect that error instead of logging it at exit.
+            task.add_done_callback(_collect)
         self._call.cancel()
 
     async def status(self) -> tuple[grpc.StatusCode, str] | None:
@@ -231,6 +234,11 @@ class Connection:
             await asyncio.sleep(period)  # a timer, not synchronisation
             self._heartbeat_due = True
             self._wake.set()
+
+
+def _collect(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _batches(results: list[pb.TaskResult]) -> list[list[pb.TaskResult]]:
