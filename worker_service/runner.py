@@ -251,9 +251,8 @@ class TaskRunner:
                 # slot usually leave together in one message.
                 await asyncio.wait({work}, timeout=ASYNC_UNWIND_SECONDS)
             stop = job.stop_requested
-            if not stop.done():
-                assert timeout is not None
-                return results.timed_out(lease, timeout)
+            if not stop.done():  # nothing asked us to stop: the deadline passed
+                return results.timed_out(lease, timeout or 0.0)
             reason, text = stop.result()
             if reason is StopReason.RETURNED:
                 return results.returned(lease, text)

@@ -272,17 +272,22 @@ async def test_reconnects_after_the_server_restarts(
 
 
 async def test_waits_for_a_stuck_slot_before_reconnecting(
-    scheduler: ScriptedServer, start_worker: StartWorker, probe: Probe
+    scheduler: ScriptedServer,
+    start_worker: StartWorker,
+    probe: Probe,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     running = start_worker(slots=1)
     stream = await scheduler.servicer.next_stream()
     stream.lease(lease("stuck", "stuck"))
     await probe.wait_started(1)
     stream.end(grpc.StatusCode.UNAVAILABLE, "bye")
-    await stream.closed.wait()
 
-    with pytest.raises(TimeoutError):  # every slot is held: no hello with zero slots
-        await scheduler.servicer.next_stream(within=0.5)
+    def waiting() -> bool:
+        return any("slots are held" in r.getMessage() for r in caplog.records)
+
+    await eventually(waiting, message="the worker waits for a free slot")
+    assert scheduler.servicer.streams.empty()  # no hello with zero slots
     assert running.worker.busy == 1
     probe.thread_gate.set()
     again = await scheduler.servicer.next_stream()
