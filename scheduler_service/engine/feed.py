@@ -123,9 +123,13 @@ class ChangeFeed:
                 version = now_version
             self._wakeup.clear()
             if not self._subscribers:
-                # Nobody listens: skip ahead instead of reading what nobody wants.
-                self.cursor = (await self.store.revision(), END_OF_REVISION)
-                continue
+                # Nobody listens: skip ahead instead of reading what nobody wants. Check
+                # again after the read: a watcher that joined meanwhile was promised
+                # everything after the old cursor.
+                revision = await self.store.revision()
+                if not self._subscribers:
+                    self.cursor = (revision, END_OF_REVISION)
+                    continue
             try:
                 await self._pump()
             except Exception:
