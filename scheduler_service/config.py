@@ -157,7 +157,9 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         action="append",
         help="task types to accept before any worker declares them (comma separated)",
     )
-    sched.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
+    sched.add_argument(
+        "--heartbeat-interval", type=float, default=5.0, help="seconds between worker heartbeats"
+    )
     sched.add_argument(
         "--lease-ttl", type=float, default=30.0, help="seconds without heartbeat before a lease expires"
     )
@@ -178,10 +180,27 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--shutdown-grace", type=float, default=30.0, help="seconds to drain workers on SIGTERM"
     )
     limits = p.add_argument_group("limits")
-    limits.add_argument("--max-payload-bytes", type=int, default=1024 * 1024)
-    limits.add_argument("--max-schedule-ahead-days", type=int, default=366)
-    limits.add_argument("--default-max-attempts", type=int, default=3)
-    limits.add_argument("--default-timeout", type=float, default=600.0, help="seconds per attempt")
+    limits.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest payload or result, as JSON bytes",
+    )
+    limits.add_argument(
+        "--max-schedule-ahead-days",
+        type=int,
+        default=366,
+        help="how far ahead run_at may be",
+    )
+    limits.add_argument(
+        "--default-max-attempts", type=int, default=3, help="max_attempts when a task gives none"
+    )
+    limits.add_argument(
+        "--default-timeout",
+        type=float,
+        default=600.0,
+        help="seconds per attempt when a task gives no timeout",
+    )
     dev = p.add_argument_group("development")
     dev.add_argument(
         "--with-worker",
@@ -195,6 +214,8 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         help="extra argument for the --with-worker worker (repeatable), e.g. --worker-arg=--slots=4",
     )
     logs = p.add_argument_group("logging")
-    logs.add_argument("--log-level", default="info", choices=LOG_LEVELS)
-    logs.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+    logs.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
+    logs.add_argument(
+        "--log-format", default="text", choices=LOG_FORMATS, help="readable text or JSON lines"
+    )
     return p

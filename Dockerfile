@@ -1,0 +1,33 @@
+# task-orchestrator: one image for both services.
+#   docker run IMAGE                                   -> the scheduler (orchestrator-scheduler)
+#   docker run IMAGE orchestrator-worker --scheduler scheduler:50051
+# Multi-stage: the wheel is built in a throw-away stage; the runtime stage has no compiler
+# and runs as an unprivileged user.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proto ./proto
+COPY clients ./clients
+COPY scheduler_service ./scheduler_service
+COPY worker_service ./worker_service
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 orchestrator \
+    && mkdir -p /data /work \
+    && chown orchestrator /data /work
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER orchestrator
+WORKDIR /work
+# Listen on all interfaces inside the container; the database lives on the /data volume.
+ENV ORCHESTRATOR_LISTEN=0.0.0.0:50051 \
+    ORCHESTRATOR_HTTP_LISTEN=0.0.0.0:8080 \
+    ORCHESTRATOR_DATABASE=/data/orchestrator.db \
+    PYTHONUNBUFFERED=1
+VOLUME ["/data"]
+EXPOSE 50051 8080
+HEALTHCHECK --interval=10s --timeout=3s \
+    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
+CMD ["orchestrator-scheduler"]
