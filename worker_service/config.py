@@ -102,12 +102,8 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         prog="orchestrator-worker",
         description="Run task handlers for a task-orchestrator scheduler.",
         environ=environ,
-        # EnvArgumentParser sets its environment only after ArgumentParser.__init__, which
-        # already adds --help through add_argument (AttributeError); add -h/--help below.
-        add_help=False,
     )
     add = parser.add_argument
-    add("-h", "--help", action="help", env=False, help="show this help message and exit")
     add(
         "--scheduler",
         type=_non_empty,

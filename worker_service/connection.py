@@ -92,7 +92,8 @@ class Connection:
         except BaseException:
             call.cancel()
             raise
-        if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
+        # isinstance rather than "is EOF": it also narrows the type for mypy.
+        if not isinstance(first, pb.SchedulerMessage) or first.WhichOneof("message") != "welcome":
             call.cancel()
             raise StreamEnded(f"expected a welcome from the scheduler, got {first!r}")
         return cls(call, first.welcome, host, hello.worker_id)
@@ -168,7 +169,7 @@ class Connection:
     async def _read_loop(self) -> None:
         while True:
             message = await self._call.read()
-            if message is grpc.aio.EOF:
+            if not isinstance(message, pb.SchedulerMessage):  # grpc.aio.EOF
                 self._alive = False
                 if self._closing:
                     return

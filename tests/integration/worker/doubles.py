@@ -128,7 +128,8 @@ class ScriptedScheduler(pb_grpc.WorkerServiceServicer):
     async def next_stream(self, within: float = WAIT) -> FakeStream:
         return await asyncio.wait_for(self.streams.get(), within)
 
-    async def Connect(self, request_iterator: Any, context: Any) -> None:
+    # The read/write API (context.read/context.write), so no iterator is returned.
+    async def Connect(self, request_iterator: Any, context: Any) -> None:  # type: ignore[override]
         first = await context.read()
         self.hellos.append(first.hello)
         if self.reject is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from orchestrator.v1 import worker_service_pb2 as pb
@@ -41,9 +42,7 @@ class SmtpSink:
         while line := await reader.readline():
             if data is not None:
                 if line == b".\r\n":
-                    self.messages.append(
-                        message_from_bytes(b"".join(data), policy=policy.default)  # type: ignore[arg-type]
-                    )
+                    self.messages.append(message_from_bytes(b"".join(data), policy=policy.default))
                     data = None
                     reply("250 queued")
                 else:
@@ -93,10 +92,10 @@ def executors() -> Iterator[Executors]:
     pools.shutdown(wait=True)
 
 
-def runner_for(executors: Executors, **settings: object) -> TaskRunner:
+def runner_for(executors: Executors, **settings: Any) -> TaskRunner:
     registry = HandlerRegistry()
     registry.add(mail.send_email)
-    return TaskRunner(registry, executors, HandlerSettings(**settings), "w")  # type: ignore[arg-type]
+    return TaskRunner(registry, executors, HandlerSettings(**settings), "w")
 
 
 def email_lease(task_id: str, **payload: object) -> pb.Lease:
@@ -119,7 +118,7 @@ async def test_send_through_smtp(smtp: SmtpSink, executors: Executors) -> None:
     assert received["Subject"] == "Hi"
     assert received["From"] == "bot@example.com"
     assert received["X-Orchestrator-Task-Id"] == "E1"
-    assert received.get_content().strip() == "Body ✓"  # type: ignore[attr-defined]
+    assert received.get_content().strip() == "Body ✓"
     assert smtp.recipients == ["a@example.com", "b@example.com"]
 
 
@@ -160,4 +159,4 @@ async def test_without_smtp_the_mail_goes_to_the_outbox(
     assert parsed["To"] == "ops@example.com"
     assert parsed["Subject"] == "Report ready"
     assert parsed["Date"] and parsed["Message-ID"]
-    assert parsed.get_content().strip() == "See attached."  # type: ignore[attr-defined]
+    assert parsed.get_content().strip() == "See attached."
