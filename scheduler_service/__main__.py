@@ -1,4 +1,5 @@
-"""``orchestrator-scheduler`` / ``python -m scheduler_service``: the only place signals are handled."""
+"""``orchestrator-scheduler`` / ``python -m scheduler_service``: the only place signals
+are handled."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ async def _serve(config: SchedulerConfig) -> None:
     app = SchedulerApp(config)
     loop = asyncio.get_running_loop()
     signals = 0
+    stopping: list[asyncio.Task[None]] = []  # holds the stop task so it is not collected early
 
     def on_signal() -> None:
         nonlocal signals
         signals += 1
         if signals > 1:  # a second signal: stop waiting for the drain
             os._exit(1)
-        loop.create_task(app.stop())
+        stopping.append(loop.create_task(app.stop()))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)

@@ -131,7 +131,10 @@ class SchedulerApp:
         )
         return self.addresses
 
-    async def _wait_for_dev_worker(self, timeout: float = 30.0) -> None:
+    async def _wait_for_dev_worker(
+        self,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a soft deadline: it logs and carries on
+    ) -> None:
         """Readiness waits for the development worker, so its types are known at once."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.dispatcher.sessions:

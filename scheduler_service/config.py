@@ -63,9 +63,7 @@ class SchedulerConfig:
         )
 
     @classmethod
-    def from_args(
-        cls, argv: Sequence[str] | None, environ: Mapping[str, str]
-    ) -> SchedulerConfig:
+    def from_args(cls, argv: Sequence[str] | None, environ: Mapping[str, str]) -> SchedulerConfig:
         parser = build_parser(environ)
         args = parser.parse_args(argv)
         try:
@@ -161,9 +159,14 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--heartbeat-interval", type=float, default=5.0, help="seconds between worker heartbeats"
     )
     sched.add_argument(
-        "--lease-ttl", type=float, default=30.0, help="seconds without heartbeat before a lease expires"
+        "--lease-ttl",
+        type=float,
+        default=30.0,
+        help="seconds without heartbeat before a lease expires",
     )
-    sched.add_argument("--reap-interval", type=float, default=1.0, help="seconds between expiry scans")
+    sched.add_argument(
+        "--reap-interval", type=float, default=1.0, help="seconds between expiry scans"
+    )
     sched.add_argument(
         "--poll-interval",
         type=float,
@@ -211,7 +214,8 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--worker-arg",
         action="append",
         env=False,
-        help="extra argument for the --with-worker worker (repeatable), e.g. --worker-arg=--slots=4",
+        help="extra argument for the --with-worker worker (repeatable), "
+        "e.g. --worker-arg=--slots=4",
     )
     logs = p.add_argument_group("logging")
     logs.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")

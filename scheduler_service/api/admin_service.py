@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import grpc
+from typing import Any
 
+import grpc
 from orchestrator.v1 import admin_service_pb2 as pb
 from orchestrator.v1 import admin_service_pb2_grpc
 
 from ..domain.clock import Clock
+from ..domain.model import WorkerRecord
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
 from ..store.base import TaskStore
@@ -40,13 +42,13 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 counts[name] = counts.get(name, 0) + 1
         return counts
 
-    async def _live_workers(self) -> list:  # type: ignore[type-arg]
+    async def _live_workers(self) -> list[WorkerRecord]:
         # A row not refreshed for two lease periods belongs to a crashed scheduler process.
         return await self.store.list_workers(self.clock.now() - 2 * self.dispatcher.lease_ttl)
 
     @unary
     async def ListTaskTypes(
-        self, request: pb.ListTaskTypesRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListTaskTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListTaskTypesResponse:
         size = validation.page_size(
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
@@ -71,28 +73,29 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def PauseTaskType(
-        self, request: pb.PauseTaskTypeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.PauseTaskTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskType:
         return await self._set_paused("type", request.type, True)
 
     @unary
     async def ResumeTaskType(
-        self, request: pb.ResumeTaskTypeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ResumeTaskTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskType:
         return await self._set_paused("type", request.type, False)
 
     @unary
     async def ListWorkers(
-        self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListWorkersResponse:
         size = validation.page_size(
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
         )
         after = page_tokens.decode(request.page_token, "workers")
         workers = [
-            w for w in await self._live_workers()
+            w
+            for w in await self._live_workers()
             if after is None or f"{w.worker_id}/{w.session_id}" > after
-        ]  # fmt: skip
+        ]
         page = workers[:size]
         more = len(workers) > size
         last = f"{page[-1].worker_id}/{page[-1].session_id}" if more else ""
@@ -103,7 +106,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def GetStats(
-        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStatsResponse:
         stats = await self.store.stats()
         return codec.stats_message(stats, len(await self._live_workers()))

@@ -35,7 +35,7 @@ def task_message(
     message = task_pb2.Task(
         id=task.id,
         type=task.type,
-        state=int(task.visible_state(now)),  # type: ignore[arg-type]
+        state=task_pb2.TaskState.ValueType(task.visible_state(now)),
         priority=task.priority,
         run_at=timestamp_from_micros(task.run_at),
         max_attempts=task.max_attempts,
@@ -79,7 +79,7 @@ def attempt_message(attempt: AttemptRecord) -> task_pb2.Attempt:
         worker_id=attempt.worker_id,
         lease_id=attempt.lease_id,
         started_at=timestamp_from_micros(attempt.started_at),
-        outcome=int(attempt.outcome),  # type: ignore[arg-type]
+        outcome=task_pb2.AttemptOutcome.ValueType(attempt.outcome),
         error=attempt.error,
     )
     if attempt.finished_at is not None:

@@ -34,7 +34,7 @@ STATUS_OF: dict[type[errors.SchedulerError], grpc.StatusCode] = {
 def status_of(exc: errors.SchedulerError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
-            return STATUS_OF[cls]  # type: ignore[index]
+            return STATUS_OF[cls]
     return grpc.StatusCode.UNKNOWN
 
 
@@ -43,28 +43,30 @@ Resp = TypeVar("Resp")
 Servicer = Any
 
 
-async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_for(
+    exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> None:
     if isinstance(exc, errors.SchedulerError):
         await context.abort(status_of(exc), exc.message)
     reference = secrets.token_hex(4)
-    log.error(
-        "unexpected error in %s", method, exc_info=exc, extra={"error_ref": reference}
-    )
+    log.error("unexpected error in %s", method, exc_info=exc, extra={"error_ref": reference})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> str:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     code = context.code()
     return code.name if isinstance(code, grpc.StatusCode) else "OK"
 
 
 def unary(
-    method: Callable[[Servicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
-) -> Callable[[Servicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
     name = method.__name__
 
     @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+    async def wrapper(
+        self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Resp:
         metrics: SchedulerMetrics = self.metrics
         started = time.perf_counter()
         try:
@@ -82,13 +84,13 @@ def unary(
 
 
 def server_stream(
-    method: Callable[[Servicer, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]],
-) -> Callable[[Servicer, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]:
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
     name = method.__name__
 
     @functools.wraps(method)
     async def wrapper(
-        self: Servicer, request: Req, context: grpc.aio.ServicerContext
+        self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Resp]:
         metrics: SchedulerMetrics = self.metrics
         try:

@@ -11,7 +11,6 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from orchestrator.v1 import admin_service_pb2, task_service_pb2, worker_service_pb2
 from orchestrator_client.protocol import MAX_MESSAGE_BYTES
 
@@ -40,9 +39,7 @@ SERVER_OPTIONS = [
 
 
 class GrpcServer:
-    def __init__(
-        self, tasks: TaskServicer, workers: WorkerServicer, admin: AdminServicer
-    ) -> None:
+    def __init__(self, tasks: TaskServicer, workers: WorkerServicer, admin: AdminServicer) -> None:
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
         for module, name, servicer in (
             (task_service_pb2, "TaskService", tasks),
@@ -91,18 +88,20 @@ def checked_handler(service: ServiceDescriptor, servicer: Any) -> grpc.GenericRp
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-async def _invalid(context: grpc.aio.ServicerContext, name: str, exc: Exception) -> None:
+async def _invalid(context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Exception) -> None:
     await context.abort(
         grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {name} message ({exc})"
     )
 
 
-def _method_handler(method: MethodDescriptor, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+def _method_handler(
+    method: MethodDescriptor, behaviour: Callable[..., Any]
+) -> grpc.RpcMethodHandler[bytes, protobuf_message.Message]:
     request_class = GetMessageClass(method.input_type)
     name = method.input_type.full_name
     serialize = GetMessageClass(method.output_type).SerializeToString
 
-    async def decode(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    async def decode(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return request_class.FromString(raw)
         except protobuf_message.DecodeError as exc:
@@ -111,7 +110,7 @@ def _method_handler(method: MethodDescriptor, behaviour: Callable[..., Any]) -> 
     if method.client_streaming:
 
         async def stream_stream(
-            raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async def requests() -> AsyncIterator[Any]:
                 async for raw in raw_requests:
@@ -124,14 +123,16 @@ def _method_handler(method: MethodDescriptor, behaviour: Callable[..., Any]) -> 
 
     if method.server_streaming:
 
-        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def unary_stream(
+            raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             request = await decode(raw, context)
             async for response in behaviour(request, context):
                 yield response
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, None, serialize)
 
-    async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return await behaviour(await decode(raw, context), context)
 
     return grpc.unary_unary_rpc_method_handler(unary_unary, None, serialize)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-
 from orchestrator.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
@@ -25,7 +25,7 @@ FULL = task_pb2.TASK_VIEW_FULL
 _ORDERS = {"": True, "created_at desc": True, "created_at asc": False, "created_at": False}
 
 
-def caller_identity(context: grpc.aio.ServicerContext, limits: Limits) -> str:
+def caller_identity(context: grpc.aio.ServicerContext[Any, Any], limits: Limits) -> str:
     """Who is calling: the ``orchestrator-client`` metadata value, or empty."""
     for key, value in context.invocation_metadata() or ():
         if key == CLIENT_METADATA_KEY:
@@ -56,7 +56,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @unary
     async def CreateTask(
-        self, request: task_service_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.CreateTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_pb2.Task:
         now = self.clock.now()
         spec = validation.task_spec(
@@ -67,7 +69,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @unary
     async def BatchCreateTasks(
-        self, request: task_service_pb2.BatchCreateTasksRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.BatchCreateTasksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_service_pb2.BatchCreateTasksResponse:
         count = len(request.tasks)
         if not 1 <= count <= self.limits.max_batch:
@@ -91,7 +95,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @unary
     async def GetTask(
-        self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+        self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> task_pb2.Task:
         task_id = validation.require_task_id("id", request.id)
         task, attempts = await self.tasks.get(task_id)
@@ -99,7 +103,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @unary
     async def ListTasks(
-        self, request: task_service_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.ListTasksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_service_pb2.ListTasksResponse:
         flt = self._filter(request)
         if request.order_by.strip().lower() not in _ORDERS:
@@ -122,43 +128,51 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 codec.task_message(t, now, full=view == FULL, attempts=page.attempts.get(t.id))
                 for t in page.tasks
             ],
-            next_page_token=(
-                page_tokens.encode(page.last_id, fingerprint) if page.last_id else ""
-            ),
+            next_page_token=(page_tokens.encode(page.last_id, fingerprint) if page.last_id else ""),
             revision=page.revision,
         )
 
     @unary
     async def DeleteTask(
-        self, request: task_service_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.DeleteTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> empty_pb2.Empty:
         await self.tasks.delete(validation.require_task_id("id", request.id))
         return empty_pb2.Empty()
 
     @unary
     async def DeleteTasks(
-        self, request: task_service_pb2.DeleteTasksRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.DeleteTasksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_service_pb2.DeleteTasksResponse:
         count = await self.tasks.delete_matching(self._filter(request), request.confirm_all)
         return task_service_pb2.DeleteTasksResponse(deleted_count=count)
 
     @unary
     async def CancelTask(
-        self, request: task_service_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.CancelTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_pb2.Task:
         task = await self.tasks.cancel(validation.require_task_id("id", request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
     @unary
     async def RetryTask(
-        self, request: task_service_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.RetryTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> task_pb2.Task:
         task = await self.tasks.retry(validation.require_task_id("id", request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
     @server_stream
     async def WatchTask(
-        self, request: task_service_pb2.WatchTaskRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.WatchTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[task_service_pb2.TaskEvent]:
         task_id = validation.require_task_id("id", request.id)
         full = validation.view("view", request.view, FULL) == FULL
@@ -190,7 +204,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @server_stream
     async def WatchTasks(
-        self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext
+        self,
+        request: task_service_pb2.WatchTasksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[task_service_pb2.TaskEvent]:
         flt = self._filter(request)
         full = validation.view("view", request.view, BASIC) == FULL

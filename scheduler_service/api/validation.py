@@ -56,9 +56,10 @@ def require_name(field: str, value: str, limits: Limits) -> str:
         raise InvalidArgument(field, f"must be at most {limits.max_name_length} characters")
     if not NAME_PATTERN.match(value):
         raise InvalidArgument(
-            field, f"{value!r} must start with a letter or digit and use only letters, digits "
-            "and _ . : - /"
-        )  # fmt: skip
+            field,
+            f"{value!r} must start with a letter or digit and use only letters, digits "
+            "and _ . : - /",
+        )
     return value
 
 
@@ -75,9 +76,12 @@ def payload_json(field: str, message: struct_pb2.Struct, limits: Limits) -> str:
     NaN/Infinity and oversize payloads."""
     try:
         text = json.dumps(
-            dict_from_struct(message), sort_keys=True, separators=(",", ":"),
-            ensure_ascii=False, allow_nan=False,
-        )  # fmt: skip
+            dict_from_struct(message),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
     except ValueError as exc:
         raise InvalidArgument(field, f"not valid JSON: {exc}") from None
     size = len(text.encode())
@@ -95,9 +99,7 @@ def _timestamp(field: str, message: timestamp_pb2.Timestamp) -> Micros:
 
 
 def _duration(field: str, message: duration_pb2.Duration) -> Micros:
-    if not -999_999_999 <= message.nanos <= 999_999_999 or (
-        message.seconds * message.nanos < 0
-    ):
+    if not -999_999_999 <= message.nanos <= 999_999_999 or (message.seconds * message.nanos < 0):
         raise InvalidArgument(field, "is not a valid duration")
     return message.seconds * MICROS_PER_SECOND + message.nanos // 1000
 
@@ -192,8 +194,7 @@ def _backoff(field: str, request: task_service_pb2.CreateTaskRequest, limits: Li
         if not initial <= maximum <= limits.max_backoff:
             raise InvalidArgument(
                 field + ".maximum",
-                f"must be between initial ({_seconds(initial)}) and "
-                f"{_seconds(limits.max_backoff)}",
+                f"must be between initial ({_seconds(initial)}) and {_seconds(limits.max_backoff)}",
             )
     multiplier = default.multiplier
     if policy.HasField("multiplier"):

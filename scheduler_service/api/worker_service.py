@@ -14,9 +14,9 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
-
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc
 from orchestrator_client.convert import duration_from_micros
@@ -67,7 +67,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def Connect(
         self,
         request_iterator: AsyncIterator[pb.WorkerMessage],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.SchedulerMessage]:
         try:
             first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
@@ -101,8 +101,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     items.append(session.outbox.get_nowait())
                 for message in _coalesce(items):
                     yield message
-            if reader.done() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
+            if reader.done() and (error := reader.exception()) is not None:
+                raise error
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

@@ -140,7 +140,7 @@ class Dispatcher:
         session.draining = True
         await self._store.set_worker_draining(session.session_id)
 
-    # -- cancels from the engine --------------------------------------------------------------------
+    # -- cancels from the engine -------------------------------------------------------------------
 
     def cancel_leases(self, leases: Iterable[LeaseRef | EndedAttempt], reason: str) -> None:
         """Tell the workers holding these leases to stop (those connected to this process).
@@ -242,7 +242,7 @@ class Dispatcher:
             session.send(SendDrain(int(grace * 1e6), "scheduler shutting down"))
         waits = [s.closed.wait() for s in self._sessions.values()]
         if waits:
-            done, pending = await asyncio.wait(
+            _done, pending = await asyncio.wait(
                 [asyncio.ensure_future(w) for w in waits], timeout=grace
             )
             for future in pending:

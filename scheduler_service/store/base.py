@@ -106,9 +106,7 @@ class TaskStore(Protocol):
 
     # -- change feed, for watchers ---------------------------------------------------------
     async def revision(self) -> int: ...
-    async def changes_since(
-        self, cursor: tuple[int, str], limit: int
-    ) -> list[Change]:
+    async def changes_since(self, cursor: tuple[int, str], limit: int) -> list[Change]:
         """Changes after ``cursor`` = (revision, task id), in (revision, task id) order."""
 
     async def data_version(self) -> int:

@@ -17,7 +17,9 @@ def filter_sql(flt: TaskFilter, now: Micros) -> tuple[str, list[Any]]:
         params.append(flt.task_id)
     if flt.states:
         ors: list[str] = []
-        stored = sorted(s for s in flt.states if s not in (TaskState.SCHEDULED, TaskState.PENDING))
+        stored: list[TaskState] = sorted(
+            s for s in flt.states if s not in (TaskState.SCHEDULED, TaskState.PENDING)
+        )
         queued_scheduled = TaskState.SCHEDULED in flt.states
         queued_pending = TaskState.PENDING in flt.states
         if queued_scheduled and queued_pending:

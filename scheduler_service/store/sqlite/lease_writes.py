@@ -32,7 +32,6 @@ Decide = Callable[[RunningTask, AttemptEnd, Micros], Transition]
 _TYPES_PER_QUERY = 100
 
 
-
 class _Running(NamedTuple):
     lease_id: str
     task_id: str
@@ -101,10 +100,18 @@ class LeaseWrites:
                 WHERE state = 2 AND id IN ({placeholders(len(task_ids))})
                 RETURNING id, type, payload, lease_id, attempts, attempt_seq, max_attempts,
                     timeout, created_at, labels""",
-            [request.worker_id, request.session_id, now + request.lease_ttl, now, now, now,
-             revision, *task_ids],
+            [
+                request.worker_id,
+                request.session_id,
+                now + request.lease_ttl,
+                now,
+                now,
+                now,
+                revision,
+                *task_ids,
+            ],
         ) as cursor:
-            rows = list(await cursor.fetchall())  # fmt: skip
+            rows = list(await cursor.fetchall())
         await tx.conn.executemany(
             "INSERT INTO attempts (task_id, number, lease_id, worker_id, started_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -127,7 +134,9 @@ class LeaseWrites:
             for row in rows
         ]
 
-    async def end(self, tx: Tx, batches: Sequence[Sequence[AttemptEnd]]) -> list[list[EndedAttempt]]:
+    async def end(
+        self, tx: Tx, batches: Sequence[Sequence[AttemptEnd]]
+    ) -> list[list[EndedAttempt]]:
         ends = [end for batch in batches for end in batch]
         results = await self.end_attempts(tx, ends)
         out, position = [], 0
@@ -149,8 +158,8 @@ class LeaseWrites:
                     FROM tasks WHERE state = 3 AND lease_id IN ({placeholders(len(chunk))})""",
                 chunk,
             ) as cursor:
-                for row in await cursor.fetchall():
-                    current[row[0]] = _Running(*row)
+                for found in await cursor.fetchall():
+                    current[found[0]] = _Running(*found)
         if not current:
             return [_refused(end) for end in ends]
         revision = await tx.revision()
@@ -182,9 +191,7 @@ class LeaseWrites:
                     revision, row.task_id, row.lease_id,
                 )
             )  # fmt: skip
-            attempt_updates.append(
-                (now, int(end.outcome), end.error, row.task_id, row.attempt_seq)
-            )
+            attempt_updates.append((now, int(end.outcome), end.error, row.task_id, row.attempt_seq))
             answers.append(
                 EndedAttempt(
                     lease_id=end.lease_id,
@@ -279,4 +286,3 @@ def _refused(end: AttemptEnd) -> EndedAttempt:
         reason=f"lease {end.lease_id or '(empty)'} is not current: the task was reclaimed, "
         "cancelled, deleted or already finished",
     )
-

@@ -7,8 +7,8 @@ writer, and lets several scheduler processes share the file.
 
 from __future__ import annotations
 
-import json
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,7 +250,9 @@ class SqliteTaskStore:
             for name, paused, seen in types
         ]
 
-    async def _counts(self, now: Micros, only: str | None = None) -> dict[str, dict[TaskState, int]]:
+    async def _counts(
+        self, now: Micros, only: str | None = None
+    ) -> dict[str, dict[TaskState, int]]:
         where, params = ("WHERE type = ?", [now, only]) if only else ("", [now])
         rows = await self._fetchall(
             f"""SELECT type, state, state = 2 AND due_at > ?, count(*) FROM tasks {where}
@@ -309,7 +311,7 @@ class SqliteTaskStore:
             by_type=by_type,
             retries=retries,
             over_retry_limit=over_limit,
-            most_retried=tuple(tuple(row) for row in most),  # type: ignore[misc]
+            most_retried=tuple(tuple(row) for row in most),
             finished_last_minute=finished,
         )
 
@@ -386,8 +388,8 @@ async def _add_worker(tx: Tx, workers: Sequence[WorkerRecord]) -> list[None]:
              json.dumps(list(w.task_types)), w.slots, w.connected_at, w.last_heartbeat_at,
              int(w.draining))
             for w in workers
-        ],  # fmt: skip
-    )
+        ],
+    )  # fmt: skip
     return [None] * len(workers)
 
 
@@ -403,4 +405,3 @@ async def _worker_draining(tx: Tx, session_ids: Sequence[str]) -> list[None]:
         "UPDATE workers SET draining = 1 WHERE session_id = ?", [(s,) for s in session_ids]
     )
     return [None] * len(session_ids)
-

@@ -97,7 +97,7 @@ class TaskWrites:
         await tx.conn.executemany(_INSERT_TASK, rows)
         existing = await self._first_tasks_by_key(tx, made)
         answers: list[tuple[TaskRecord, bool]] = []
-        labels = []
+        labels: list[tuple[str, str, str]] = []
         for record in made:
             first = existing.get((record.client, record.idempotency_key))
             if first is not None and first.id != record.id:
@@ -167,8 +167,11 @@ class TaskWrites:
                 rows = list(await cursor.fetchall())
             tasks = [task_from_row(row) for row in rows]
             await self._remove(tx, tasks)
-            leases = [lease for task, row in zip(tasks, rows, strict=True)
-                      if (lease := _lease_of(task, row[-1])) is not None]  # fmt: skip
+            leases = [
+                lease
+                for task, row in zip(tasks, rows, strict=True)
+                if (lease := _lease_of(task, row[-1])) is not None
+            ]
             answers.append((len(tasks), leases))
         return answers
 
@@ -235,8 +238,7 @@ class TaskWrites:
             state = TaskState(row[0])
             if state not in (TaskState.FAILED, TaskState.CANCELLED):
                 raise FailedPrecondition(
-                    f"task {task_id} is {state.name}; only FAILED or CANCELLED tasks can be "
-                    "retried"
+                    f"task {task_id} is {state.name}; only FAILED or CANCELLED tasks can be retried"
                 )
             async with tx.conn.execute(
                 f"""UPDATE tasks SET state = ?, due_at = ?, claim_key = ?, attempts = 0,
@@ -244,8 +246,12 @@ class TaskWrites:
                         revision = ?
                     WHERE id = ? RETURNING {TASK_COLUMNS}""",
                 (
-                    int(QUEUED), tx.now, self.claim_key(tx.now, row[1]), tx.now,
-                    await tx.revision(), task_id,
+                    int(QUEUED),
+                    tx.now,
+                    self.claim_key(tx.now, row[1]),
+                    tx.now,
+                    await tx.revision(),
+                    task_id,
                 ),
             ) as cursor:
                 updated = await cursor.fetchone()

@@ -77,7 +77,9 @@ class WriteKind(Generic[A, R]):
 class _Item:
     kind: WriteKind[Any, Any]
     argument: Any
-    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class GroupCommitWriter:
@@ -114,7 +116,7 @@ class GroupCommitWriter:
         item = _Item(kind, argument)
         self._queue.append(item)
         self._wakeup.set()
-        return await asyncio.shield(item.future)  # type: ignore[no-any-return]
+        return await asyncio.shield(item.future)
 
     async def _run(self) -> None:
         while True:
@@ -185,7 +187,9 @@ class GroupCommitWriter:
             except Exception as exc:
                 failures[id(item)] = exc
 
-    async def _in_savepoint(self, tx: Tx, kind: WriteKind[Any, Any], args: list[Any]) -> Sequence[Any]:
+    async def _in_savepoint(
+        self, tx: Tx, kind: WriteKind[Any, Any], args: list[Any]
+    ) -> Sequence[Any]:
         await self._conn.execute("SAVEPOINT kind")
         try:
             answers = await kind.handler(tx, args)
