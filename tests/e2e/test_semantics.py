@@ -6,8 +6,8 @@ import signal
 import time
 
 from google.protobuf import duration_pb2, timestamp_pb2
-
 from orchestrator.v1 import task_pb2, task_service_pb2
+
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
 from tests.support.tasks import micros, request, wait_terminal
@@ -22,7 +22,9 @@ async def test_run_at_is_not_early_and_starts_within_100ms(cluster: Cluster) -> 
         due = time.time() + delay
         run_at = timestamp_pb2.Timestamp()
         run_at.FromMicroseconds(int(due * 1_000_000))
-        created.append(await tasks.CreateTask(request("sum2", {"first": 1, "second": 1}, run_at=run_at)))
+        created.append(
+            await tasks.CreateTask(request("sum2", {"first": 1, "second": 1}, run_at=run_at))
+        )
         assert created[-1].state == task_pb2.TASK_STATE_SCHEDULED
     for task in created:
         done = await wait_terminal(tasks, task.id)
@@ -60,9 +62,7 @@ async def test_retries_back_off_and_end_failed_with_history(cluster: Cluster) ->
     history = done.attempt_history
     assert [a.number for a in history] == [1, 2, 3]
     assert all(a.outcome == task_pb2.ATTEMPT_OUTCOME_FAILED and a.error for a in history)
-    gaps = [
-        micros(history[i + 1].started_at) - micros(history[i].finished_at) for i in range(2)
-    ]
+    gaps = [micros(history[i + 1].started_at) - micros(history[i].finished_at) for i in range(2)]
     assert gaps[0] >= 300_000 and gaps[1] >= 600_000, gaps
     assert done.error == history[-1].error
 
@@ -108,9 +108,7 @@ async def test_sigterm_on_a_worker_loses_nothing(cluster: Cluster) -> None:
         done = await wait_terminal(tasks, task.id, timeout=30)
         assert done.state == task_pb2.TASK_STATE_SUCCEEDED
         # Graceful: the leaving worker finished what it held; nothing counted as lost.
-        assert all(
-            a.outcome != task_pb2.ATTEMPT_OUTCOME_WORKER_LOST for a in done.attempt_history
-        )
+        assert all(a.outcome != task_pb2.ATTEMPT_OUTCOME_WORKER_LOST for a in done.attempt_history)
     assert "Foo" in leaving.stdout()
 
 
@@ -143,9 +141,7 @@ async def test_stale_result_after_sigstop_changes_nothing(cluster: Cluster) -> N
 async def test_scheduler_sigkill_loses_no_acknowledged_task(cluster: Cluster) -> None:
     scheduler = await cluster.start_scheduler("--task-types", "sum2")
     tasks = cluster.tasks()
-    made = [
-        await tasks.CreateTask(request("sum2", {"first": i, "second": 1})) for i in range(50)
-    ]
+    made = [await tasks.CreateTask(request("sum2", {"first": i, "second": 1})) for i in range(50)]
     scheduler.kill()
     restarted = await cluster.restart_scheduler(scheduler)
     tasks = cluster.tasks(restarted)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import itertools
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-
 from orchestrator.v1 import admin_service_pb2, admin_service_pb2_grpc, task_service_pb2_grpc
 
 from .polling import eventually
 from .processes import ManagedProcess, SchedulerProcess, scheduler_args, worker_args
+
+if TYPE_CHECKING:  # the async stub classes exist only in the generated .pyi files
+    from orchestrator.v1.admin_service_pb2_grpc import AdminServiceAsyncStub
+    from orchestrator.v1.task_service_pb2_grpc import TaskServiceAsyncStub
 
 # Short timings so that failure paths finish in seconds.
 FAST_SCHEDULER = (
@@ -66,16 +70,21 @@ class Cluster:
             name,
             worker_args(target.grpc_address, name, *FAST_WORKER, *extra),
             self.dir,
-            env={"ORCHESTRATOR_OUTBOX_DIR": str(self.dir / "outbox"),
-                 "ORCHESTRATOR_REPORTS_DIR": str(self.dir / "reports")},
-        )  # fmt: skip
+            env={
+                "ORCHESTRATOR_OUTBOX_DIR": str(self.dir / "outbox"),
+                "ORCHESTRATOR_REPORTS_DIR": str(self.dir / "reports"),
+            },
+        )
         self.workers.append(process)
         if wait:
             await self.wait_for_worker(name, target)
         return process
 
     async def wait_for_worker(
-        self, worker_id: str, scheduler: SchedulerProcess | None = None, timeout: float = 20.0
+        self,
+        worker_id: str,
+        scheduler: SchedulerProcess | None = None,
+        timeout: float = 20.0,  # noqa: ASYNC109 - passed on to eventually()
     ) -> None:
         admin = self.admin(scheduler)
 
@@ -99,12 +108,10 @@ class Cluster:
         self._channels.append(channel)
         return channel
 
-    def tasks(self, scheduler: SchedulerProcess | None = None) -> task_service_pb2_grpc.TaskServiceStub:
+    def tasks(self, scheduler: SchedulerProcess | None = None) -> TaskServiceAsyncStub:
         return task_service_pb2_grpc.TaskServiceStub(self.channel(scheduler))
 
-    def admin(
-        self, scheduler: SchedulerProcess | None = None
-    ) -> admin_service_pb2_grpc.AdminServiceStub:
+    def admin(self, scheduler: SchedulerProcess | None = None) -> AdminServiceAsyncStub:
         return admin_service_pb2_grpc.AdminServiceStub(self.channel(scheduler))
 
     # -- teardown ----------------------------------------------------------------------------

@@ -5,18 +5,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def eventually(
-    probe: Callable[[], Awaitable[T | None] | T | None],
+    probe: Callable[[], Awaitable[T | None]],
     *,
-    timeout: float = 10.0,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline that fails the test with `message`
     interval: float = 0.02,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Call ``probe`` until it returns something truthy; return that, or fail at the deadline.
 
     An exception from the probe counts as "not yet" until the deadline, then is raised.
@@ -29,11 +49,11 @@ async def eventually(
             if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]
+                return value
             last_error = None
         except AssertionError as exc:
             last_error = exc
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:  # retried until the deadline
             last_error = exc
         if time.monotonic() > deadline:
             if last_error is not None:

@@ -69,7 +69,7 @@ class ManagedProcess:
         self._stderr.close()
         return code
 
-    async def wait_async(self, timeout: float) -> int:
+    async def wait_async(self, timeout: float) -> int:  # noqa: ASYNC109 - a polling deadline
         deadline = time.monotonic() + timeout
         while self.running:
             if time.monotonic() > deadline:
@@ -88,7 +88,7 @@ class SchedulerProcess(ManagedProcess):
     grpc_address = ""
     http_address = ""
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
+    async def wait_ready(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a polling deadline
         deadline = time.monotonic() + timeout
         while True:
             found = _READY.findall(self.stderr())

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import struct_pb2
-
-from orchestrator.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from orchestrator.v1 import task_pb2, task_service_pb2
 
 from .polling import eventually
+
+if TYPE_CHECKING:  # the async stub class exists only in the generated .pyi file
+    from orchestrator.v1.task_service_pb2_grpc import TaskServiceAsyncStub
 
 TERMINAL = (
     task_pb2.TASK_STATE_SUCCEEDED,
@@ -17,7 +19,9 @@ TERMINAL = (
 )
 
 
-def request(type: str, payload: dict[str, Any] | None = None, **fields: Any) -> task_service_pb2.CreateTaskRequest:
+def request(
+    type: str, payload: dict[str, Any] | None = None, **fields: Any
+) -> task_service_pb2.CreateTaskRequest:
     message = task_service_pb2.CreateTaskRequest(type=type, **fields)
     if payload:
         struct = struct_pb2.Struct()
@@ -27,7 +31,9 @@ def request(type: str, payload: dict[str, Any] | None = None, **fields: Any) -> 
 
 
 async def wait_terminal(
-    stub: task_service_pb2_grpc.TaskServiceStub, task_id: str, timeout: float = 20.0
+    stub: TaskServiceAsyncStub,
+    task_id: str,
+    timeout: float = 20.0,  # noqa: ASYNC109 - passed on to eventually()
 ) -> task_pb2.Task:
     async def finished() -> task_pb2.Task | None:
         task = await stub.GetTask(task_service_pb2.GetTaskRequest(id=task_id))

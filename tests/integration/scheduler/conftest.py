@@ -3,26 +3,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-
 from orchestrator.v1 import (
     admin_service_pb2_grpc,
     task_service_pb2_grpc,
     worker_service_pb2_grpc,
 )
+
 from scheduler_service.app import SchedulerApp
 from scheduler_service.config import SchedulerConfig
+
+if TYPE_CHECKING:  # the async stub classes exist only in the generated .pyi files
+    from orchestrator.v1.admin_service_pb2_grpc import AdminServiceAsyncStub
+    from orchestrator.v1.task_service_pb2_grpc import TaskServiceAsyncStub
+    from orchestrator.v1.worker_service_pb2_grpc import WorkerServiceAsyncStub
 
 
 @dataclass
 class InProcess:
     app: SchedulerApp
     channel: grpc.aio.Channel
-    tasks: task_service_pb2_grpc.TaskServiceStub
-    admin: admin_service_pb2_grpc.AdminServiceStub
-    workers: worker_service_pb2_grpc.WorkerServiceStub
+    tasks: TaskServiceAsyncStub
+    admin: AdminServiceAsyncStub
+    workers: WorkerServiceAsyncStub
 
 
 @pytest.fixture

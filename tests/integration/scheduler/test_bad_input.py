@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
+
 from tests.integration.scheduler.conftest import InProcess
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -57,7 +57,11 @@ CREATE_CASES = [
     ("too many attempts", {"max_attempts": 1000}, "max_attempts"),
     ("run_at far ahead", {"run_at": timestamp_pb2.Timestamp(seconds=253402300799)}, "run_at"),
     ("run_at before 2000", {"run_at": timestamp_pb2.Timestamp(seconds=-5)}, "run_at"),
-    ("run_at bad nanos", {"run_at": timestamp_pb2.Timestamp(seconds=2_000_000_000, nanos=-1)}, "run_at"),
+    (
+        "run_at bad nanos",
+        {"run_at": timestamp_pb2.Timestamp(seconds=2_000_000_000, nanos=-1)},
+        "run_at",
+    ),
     ("negative timeout", {"timeout": duration_pb2.Duration(seconds=-1)}, "timeout"),
     ("huge timeout", {"timeout": duration_pb2.Duration(seconds=10**9)}, "timeout"),
     ("nan payload", {"payload": struct({"x": float("nan")})}, "payload"),
@@ -84,7 +88,9 @@ CREATE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("case", "fields", "field"), CREATE_CASES, ids=[c[0] for c in CREATE_CASES])
+@pytest.mark.parametrize(
+    ("case", "fields", "field"), CREATE_CASES, ids=[c[0] for c in CREATE_CASES]
+)
 async def test_create_task_refuses(
     scheduler: InProcess, case: str, fields: dict[str, Any], field: str
 ) -> None:
@@ -121,9 +127,7 @@ async def test_batch_is_all_or_nothing_and_names_the_item(scheduler: InProcess) 
     assert await total_tasks(scheduler) == 2
 
 
-@pytest.mark.parametrize(
-    "method", ["GetTask", "DeleteTask", "CancelTask", "RetryTask"]
-)
+@pytest.mark.parametrize("method", ["GetTask", "DeleteTask", "CancelTask", "RetryTask"])
 async def test_id_rpcs_refuse_empty_garbage_and_unknown_ids(
     scheduler: InProcess, method: str
 ) -> None:
@@ -206,7 +210,9 @@ async def test_retry_and_cancel_check_the_state(scheduler: InProcess) -> None:
 
 async def test_admin_rpcs_refuse_bad_types_and_pages(scheduler: InProcess) -> None:
     admin = scheduler.admin
-    await expect(admin.PauseTaskType(admin_service_pb2.PauseTaskTypeRequest(type="")), INVALID, "type")
+    await expect(
+        admin.PauseTaskType(admin_service_pb2.PauseTaskTypeRequest(type="")), INVALID, "type"
+    )
     await expect(
         admin.PauseTaskType(admin_service_pb2.PauseTaskTypeRequest(type="never-seen")),
         NOT_FOUND,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
+
 from tests.integration.scheduler.conftest import InProcess
 from tests.integration.scheduler.test_worker_stream import ScriptedWorker, create
 from tests.support.polling import eventually
+from tests.support.streams import read_message
 
 
 def succeed(worker: ScriptedWorker, lease: pb.Lease) -> None:
@@ -32,15 +33,15 @@ def succeed(worker: ScriptedWorker, lease: pb.Lease) -> None:
 async def test_watch_task_streams_states_until_terminal(scheduler: InProcess) -> None:
     [task] = await create(scheduler, 1)
     stream = scheduler.tasks.WatchTask(task_service_pb2.WatchTaskRequest(id=task.id))
-    first = await stream.read()
+    first = await read_message(stream, task_service_pb2.TaskEvent)
     assert first.task.state == task_pb2.TASK_STATE_PENDING and first.revision == task.revision
     worker = ScriptedWorker(scheduler, slots=1)
     await worker.welcome()
     await eventually(lambda: worker.leases, message="lease")
-    running = await stream.read()
+    running = await read_message(stream, task_service_pb2.TaskEvent)
     assert running.task.state == task_pb2.TASK_STATE_RUNNING and running.revision > first.revision
     succeed(worker, worker.leases[0])
-    final = await stream.read()
+    final = await read_message(stream, task_service_pb2.TaskEvent)
     assert final.task.state == task_pb2.TASK_STATE_SUCCEEDED
     assert dict(final.task.result) == {"done": 1}
     assert len(final.task.attempt_history) == 1
@@ -51,7 +52,9 @@ async def test_watch_task_streams_states_until_terminal(scheduler: InProcess) ->
 async def test_watch_of_a_finished_task_answers_once_and_ends(scheduler: InProcess) -> None:
     [task] = await create(scheduler, 1)
     await scheduler.tasks.CancelTask(task_service_pb2.CancelTaskRequest(id=task.id))
-    events = [e async for e in scheduler.tasks.WatchTask(task_service_pb2.WatchTaskRequest(id=task.id))]
+    events = [
+        e async for e in scheduler.tasks.WatchTask(task_service_pb2.WatchTaskRequest(id=task.id))
+    ]
     assert [e.task.state for e in events] == [task_pb2.TASK_STATE_CANCELLED]
 
 
@@ -65,7 +68,7 @@ async def test_list_then_watch_from_its_revision_misses_nothing(scheduler: InPro
     stream = scheduler.tasks.WatchTasks(
         task_service_pb2.WatchTasksRequest(since_revision=listing.revision)
     )
-    events = [await stream.read() for _ in range(3)]
+    events = [await read_message(stream, task_service_pb2.TaskEvent) for _ in range(3)]
     upserted = [e.task.id for e in events if e.type == task_service_pb2.TASK_EVENT_TYPE_UPSERTED]
     deleted = [e.task.id for e in events if e.type == task_service_pb2.TASK_EVENT_TYPE_DELETED]
     assert sorted(upserted) == sorted(t.id for t in later)
@@ -80,21 +83,21 @@ async def test_list_then_watch_from_its_revision_misses_nothing(scheduler: InPro
     await eventually(lambda: len(feed._subscribers) == 1, message="typed watcher subscribed")
     await create(scheduler, 1)  # a foo task: must not show
     sum2 = await scheduler.tasks.CreateTask(task_service_pb2.CreateTaskRequest(type="sum2"))
-    event = await asyncio.wait_for(typed.read(), 5)
+    event = await asyncio.wait_for(read_message(typed, task_service_pb2.TaskEvent), 5)
     assert event.task.id == sum2.id and event.task.type == "sum2"
     assert not event.task.HasField("payload")  # BASIC view by default
     typed.cancel()
 
 
 async def test_many_watchers_share_one_feed(scheduler: InProcess) -> None:
-    streams = [
-        scheduler.tasks.WatchTasks(task_service_pb2.WatchTasksRequest()) for _ in range(50)
-    ]
+    streams = [scheduler.tasks.WatchTasks(task_service_pb2.WatchTasksRequest()) for _ in range(50)]
     await eventually(
         lambda: len(scheduler.app.feed._subscribers) == 50, message="50 watchers subscribed"
     )
     [task] = await create(scheduler, 1)
-    events = await asyncio.gather(*(asyncio.wait_for(s.read(), 5) for s in streams))
+    events = await asyncio.gather(
+        *(asyncio.wait_for(read_message(s, task_service_pb2.TaskEvent), 5) for s in streams)
+    )
     assert {e.task.id for e in events} == {task.id}
     for s in streams:
         s.cancel()

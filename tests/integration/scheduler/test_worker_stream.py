@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
-
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
+
 from tests.integration.scheduler.conftest import InProcess
 from tests.support.polling import eventually
+from tests.support.streams import read_message
 
 
 class ScriptedWorker:
@@ -43,7 +45,7 @@ class ScriptedWorker:
             yield message
 
     async def welcome(self) -> pb.Welcome:
-        first = await self.call.read()
+        first = await read_message(self.call, pb.SchedulerMessage)
         assert first.WhichOneof("message") == "welcome"
         self._reader = asyncio.create_task(self._read())
         return first.welcome
@@ -53,6 +55,7 @@ class ScriptedWorker:
             message = await self.call.read()
             if message is grpc.aio.EOF:
                 return
+            assert isinstance(message, pb.SchedulerMessage)
             kind = message.WhichOneof("message")
             if kind == "leases":
                 self.lease_messages += 1
@@ -62,8 +65,8 @@ class ScriptedWorker:
             elif kind == "acks":
                 self.acks.extend(message.acks.acks)
 
-    def send(self, **kind: object) -> None:
-        self.outgoing.put_nowait(pb.WorkerMessage(**kind))  # type: ignore[arg-type]
+    def send(self, **kind: Any) -> None:
+        self.outgoing.put_nowait(pb.WorkerMessage(**kind))
 
     async def close(self) -> None:
         self.outgoing.put_nowait(None)
@@ -71,10 +74,10 @@ class ScriptedWorker:
         self._reader.cancel()
 
 
-async def create(s: InProcess, n: int, **fields: object) -> list[task_pb2.Task]:
+async def create(s: InProcess, n: int, **fields: Any) -> list[task_pb2.Task]:
     response = await s.tasks.BatchCreateTasks(
         task_service_pb2.BatchCreateTasksRequest(
-            tasks=[task_service_pb2.CreateTaskRequest(type="foo", **fields) for _ in range(n)]  # type: ignore[arg-type]
+            tasks=[task_service_pb2.CreateTaskRequest(type="foo", **fields) for _ in range(n)]
         )
     )
     return list(response.tasks)
@@ -202,7 +205,9 @@ async def test_silent_worker_loses_its_lease(scheduler: InProcess) -> None:
     await eventually(lambda: worker.leases, message="a lease")
     # No heartbeat: after the 2 s TTL the lease is taken back and counted as an attempt.
     reclaimed = await eventually(
-        lambda: _state_is(scheduler, task.id, task_pb2.TASK_STATE_PENDING, task_pb2.TASK_STATE_SCHEDULED),
+        lambda: _state_is(
+            scheduler, task.id, task_pb2.TASK_STATE_PENDING, task_pb2.TASK_STATE_SCHEDULED
+        ),
         timeout=6,
         message="lease reclaimed",
     )
@@ -218,7 +223,9 @@ async def test_broken_stream_returns_leases_at_once(scheduler: InProcess) -> Non
     await eventually(lambda: worker.leases, message="a lease")
     await worker.close()
     back = await eventually(
-        lambda: _state_is(scheduler, task.id, task_pb2.TASK_STATE_PENDING, task_pb2.TASK_STATE_SCHEDULED),
+        lambda: _state_is(
+            scheduler, task.id, task_pb2.TASK_STATE_PENDING, task_pb2.TASK_STATE_SCHEDULED
+        ),
         timeout=1.5,
         message="lease returned",
     )

@@ -9,6 +9,7 @@ import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from scheduler_service.domain.model import (
     Backoff,
     ClaimRequest,
     TaskFilter,
+    TaskRecord,
     TaskSpec,
     TaskState,
     WorkerRecord,
@@ -29,7 +31,7 @@ from tests.support.clock import ManualClock
 TTL = 30_000_000
 
 
-def spec(**changes: object) -> TaskSpec:
+def spec(**changes: Any) -> TaskSpec:
     base = TaskSpec(
         type="foo",
         payload_json='{"n":1}',
@@ -44,7 +46,13 @@ def spec(**changes: object) -> TaskSpec:
         labels={},
         client="tester",
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
+
+
+async def existing_task(store: SqliteTaskStore, task_id: str) -> TaskRecord:
+    task = await store.get_task(task_id)
+    assert task is not None, f"task {task_id} not found"
+    return task
 
 
 def claim(session: str = "s1", types: tuple[str, ...] = ("foo",), limit: int = 10) -> ClaimRequest:
@@ -87,7 +95,7 @@ async def test_claim_orders_by_priority_and_not_before_due(
     later = (await store.create_tasks([spec(run_at=clock.now() + 5_000_000, priority=100)]))[0][0]
     [leases] = await store.claim([claim(limit=10)])
     assert [lease.task_id for lease in leases] == [high.id, low.id]
-    assert (await store.get_task(later.id)).visible_state(clock.now()) == TaskState.SCHEDULED
+    assert (await existing_task(store, later.id)).visible_state(clock.now()) == TaskState.SCHEDULED
     assert await store.next_due_at() == later.due_at
     clock.advance(5)
     [leases] = await store.claim([claim(limit=10)])
@@ -134,7 +142,7 @@ async def test_success_is_recorded_once_and_stale_results_are_refused(
         [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error="late")]
     )
     assert not again.accepted
-    stored = await store.get_task(task.id)
+    stored = await existing_task(store, task.id)
     assert stored.state == TaskState.SUCCEEDED and stored.result_json == '{"r":1}'
     assert stored.error == "" and stored.finished_at is not None
 
@@ -147,10 +155,10 @@ async def test_failures_back_off_then_fail_with_history(
     for attempt in (1, 2, 3):
         [[lease]] = await store.claim([claim()])
         assert lease.attempt == attempt
-        [ended] = await store.end_attempts(
+        [_ended] = await store.end_attempts(
             [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error=f"boom {attempt}")]
         )
-        stored = await store.get_task(task.id)
+        stored = await existing_task(store, task.id)
         if attempt < 3:
             assert stored.visible_state(clock.now()) == TaskState.SCHEDULED
             delays.append(stored.due_at - clock.now())
@@ -174,14 +182,14 @@ async def test_non_retryable_failure_fails_at_once(store: SqliteTaskStore) -> No
     await store.end_attempts(
         [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error="bad input", retryable=False)]
     )
-    assert (await store.get_task(task.id)).state == TaskState.FAILED
+    assert (await existing_task(store, task.id)).state == TaskState.FAILED
 
 
 async def test_returned_attempt_is_not_counted(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(max_attempts=1)]))[0][0]
     [[lease]] = await store.claim([claim()])
     await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.RETURNED)])
-    stored = await store.get_task(task.id)
+    stored = await existing_task(store, task.id)
     assert stored.state == TaskState.PENDING and stored.attempts == 0
     [[again]] = await store.claim([claim()])
     assert again.attempt == 1 and again.lease_id != lease.lease_id
@@ -210,7 +218,7 @@ async def test_expired_lease_is_reclaimed_as_worker_lost(
     assert ended.session_id == "s1"
     [late] = await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.SUCCEEDED)])
     assert not late.accepted
-    stored = await store.get_task(task.id)
+    stored = await existing_task(store, task.id)
     assert stored.attempts == 1 and stored.state == TaskState.PENDING
 
 
@@ -257,7 +265,7 @@ async def test_cancel_running_task_fences_its_lease(store: SqliteTaskStore) -> N
 
 async def test_delete_removes_everything_and_leaves_a_tombstone(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(labels={"a": "b"})]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[_lease]] = await store.claim([claim()])
     deleted = await store.delete_task(task.id)
     assert deleted is not None and deleted[1] is not None
     assert await store.get_task(task.id) is None
@@ -276,14 +284,16 @@ async def test_delete_by_filter_takes_only_matching(store: SqliteTaskStore) -> N
 
 
 async def test_list_filters_and_pages_are_stable(store: SqliteTaskStore) -> None:
-    made = [t for t, _ in await store.create_tasks(
+    created = await store.create_tasks(
         [spec(labels={"env": "prod" if i % 2 else "dev"}, group=f"g{i % 3}") for i in range(9)]
-    )]  # fmt: skip
+    )
+    made = [t for t, _ in created]
     prod, _ = await store.list_tasks(
         TaskFilter(labels={"env": "prod"}), limit=100, after_id=None, descending=True
     )
     assert [t.id for t in prod] == [t.id for t in reversed(made) if t.labels["env"] == "prod"]
-    seen, after = [], None
+    seen: list[str] = []
+    after: str | None = None
     while True:
         page, _ = await store.list_tasks(TaskFilter(), limit=2, after_id=after, descending=False)
         if not page:
@@ -302,13 +312,17 @@ async def test_state_filter_splits_queued_by_due_time(
 ) -> None:
     await store.create_tasks([spec(), spec(run_at=clock.now() + 60_000_000)])
     scheduled, _ = await store.list_tasks(
-        TaskFilter(states=frozenset({TaskState.SCHEDULED})), limit=10, after_id=None,
+        TaskFilter(states=frozenset({TaskState.SCHEDULED})),
+        limit=10,
+        after_id=None,
         descending=True,
-    )  # fmt: skip
+    )
     pending, _ = await store.list_tasks(
-        TaskFilter(states=frozenset({TaskState.PENDING})), limit=10, after_id=None,
+        TaskFilter(states=frozenset({TaskState.PENDING})),
+        limit=10,
+        after_id=None,
         descending=True,
-    )  # fmt: skip
+    )
     assert len(scheduled) == 1 and len(pending) == 1
     assert scheduled[0].id != pending[0].id
 
@@ -323,7 +337,8 @@ async def test_change_feed_is_ordered_and_complete(store: SqliteTaskStore) -> No
     assert revisions == sorted(revisions)
     assert {c.task_id for c in changes} == {a.id, b.id}
     by_id = {c.task_id: c for c in changes}
-    assert by_id[lease.task_id].task.state == TaskState.RUNNING  # latest state, coalesced
+    latest = by_id[lease.task_id].task
+    assert latest is not None and latest.state == TaskState.RUNNING  # latest state, coalesced
     # Paging by (revision, id) neither repeats nor skips.
     first = await store.changes_since((start, "~"), 1)
     rest = await store.changes_since((first[0].revision, first[0].task_id), 100)
@@ -333,7 +348,9 @@ async def test_change_feed_is_ordered_and_complete(store: SqliteTaskStore) -> No
 async def test_workers_are_listed_with_in_flight_counts(
     store: SqliteTaskStore, clock: ManualClock
 ) -> None:
-    record = WorkerRecord("s1", "w1", "sched", "host", 1, "0.1", ("foo",), 4, clock.now(), clock.now())
+    record = WorkerRecord(
+        "s1", "w1", "sched", "host", 1, "0.1", ("foo",), 4, clock.now(), clock.now()
+    )
     await store.add_worker(record)
     await store.create_tasks([spec(), spec()])
     await store.claim([claim("s1", limit=2)])

@@ -6,8 +6,8 @@ import random
 
 import pytest
 from google.protobuf import duration_pb2
-
 from orchestrator.v1 import task_pb2, task_service_pb2
+
 from scheduler_service.api import page_tokens, validation
 from scheduler_service.domain.errors import InvalidArgument
 from scheduler_service.domain.ids import IdGenerator, is_valid_id
@@ -26,7 +26,9 @@ class FixedRandom:
         return self.value
 
 
-@pytest.mark.parametrize(("failures", "expected"), [(1, 1 * S), (2, 2 * S), (3, 4 * S), (9, 10 * S)])
+@pytest.mark.parametrize(
+    ("failures", "expected"), [(1, 1 * S), (2, 2 * S), (3, 4 * S), (9, 10 * S)]
+)
 def test_backoff_grows_exponentially_up_to_the_maximum(failures: int, expected: int) -> None:
     policy = Backoff(initial=S, multiplier=2.0, maximum=10 * S, jitter=0.0)
     assert backoff_delay(policy, failures) == expected
@@ -91,7 +93,8 @@ def test_task_spec_applies_defaults() -> None:
 
 def test_explicit_zero_jitter_is_kept() -> None:
     request = task_service_pb2.CreateTaskRequest(
-        type="foo", backoff=task_pb2.BackoffPolicy(jitter=0.0, initial=duration_pb2.Duration(seconds=2))
+        type="foo",
+        backoff=task_pb2.BackoffPolicy(jitter=0.0, initial=duration_pb2.Duration(seconds=2)),
     )
     spec = validation.task_spec(request, client="", now=0, limits=LIMITS)
     assert spec.backoff.jitter == 0.0 and spec.backoff.initial == 2 * S
