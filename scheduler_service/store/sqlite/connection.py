@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from importlib import resources
 from pathlib import Path
 
@@ -87,6 +88,20 @@ async def migrate(conn: aiosqlite.Connection) -> int:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (executescript would commit on its own)."""
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Split a migration into statements (``executescript`` would commit on its own).
+
+    ``sqlite3.complete_statement`` knows where a statement ends, so triggers, whose bodies
+    hold semicolons, stay whole.
+    """
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.strip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete statement at the end of a migration: {buffer[:80]!r}")
+    return statements

@@ -42,7 +42,8 @@ def filter_sql(flt: TaskFilter, now: Micros) -> tuple[str, list[Any]]:
         clauses.append("client = ?")
         params.append(flt.client)
     if flt.group:
-        clauses.append("grp = ?")
+        # "grp != ''" lets SQLite use the partial index on grouped tasks.
+        clauses.append("grp = ? AND grp != ''")
         params.append(flt.group)
     for key, value in sorted(flt.labels.items()):
         clauses.append("id IN (SELECT task_id FROM task_labels WHERE key = ? AND value = ?)")

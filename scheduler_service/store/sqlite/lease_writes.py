@@ -23,6 +23,7 @@ from ...domain.model import (
     Micros,
 )
 from ...domain.transitions import RunningTask, Transition
+from .counts import Shape
 from .rows import placeholders
 from .writer import Tx
 
@@ -44,6 +45,7 @@ class _Running(NamedTuple):
     backoff_jitter: float
     attempt_seq: int
     priority: int
+    type: str
 
 
 _CLAIM_ONE_TYPE = (
@@ -112,6 +114,10 @@ class LeaseWrites:
             ],
         ) as cursor:
             rows = list(await cursor.fetchall())
+        for row in rows:  # queued -> running, one more attempt
+            tx.counts.changed(
+                Shape(row[1], 2, row[4] - 1, row[6]), Shape(row[1], 3, row[4], row[6])
+            )
         await tx.conn.executemany(
             "INSERT INTO attempts (task_id, number, lease_id, worker_id, started_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -154,7 +160,7 @@ class LeaseWrites:
             async with tx.conn.execute(
                 f"""SELECT lease_id, id, session_id, attempts, max_attempts, backoff_initial,
                         backoff_multiplier, backoff_maximum, backoff_jitter, attempt_seq,
-                        priority
+                        priority, type
                     FROM tasks WHERE state = 3 AND lease_id IN ({placeholders(len(chunk))})""",
                 chunk,
             ) as cursor:
@@ -191,6 +197,10 @@ class LeaseWrites:
                     revision, row.task_id, row.lease_id,
                 )
             )  # fmt: skip
+            tx.counts.changed(
+                Shape(row.type, 3, row.attempts, row.max_attempts),
+                Shape(row.type, int(change.state), change.attempts, row.max_attempts),
+            )
             attempt_updates.append((now, int(end.outcome), end.error, row.task_id, row.attempt_seq))
             answers.append(
                 EndedAttempt(

@@ -217,7 +217,8 @@ class SqliteTaskStore:
 
     async def next_due_at(self) -> Micros | None:
         rows = await self._fetchall(
-            "SELECT min(due_at) FROM tasks WHERE state = 2 AND due_at > ?", (self._clock.now(),)
+            "SELECT min(due_at) FROM tasks INDEXED BY tasks_due WHERE state = 2 AND due_at > ?",
+            (self._clock.now(),),
         )
         return rows[0][0] if rows and rows[0][0] is not None else None
 
@@ -253,17 +254,33 @@ class SqliteTaskStore:
     async def _counts(
         self, now: Micros, only: str | None = None
     ) -> dict[str, dict[TaskState, int]]:
-        where, params = ("WHERE type = ?", [now, only]) if only else ("", [now])
+        """Tasks per type and visible state, from the trigger-kept ``task_counts`` table.
+
+        Queued tasks are split into SCHEDULED and PENDING by one range read of the
+        ``tasks_due`` index (not yet due), so nothing scans the tasks table.
+        """
+        where, params = ("AND type = ?", [only]) if only else ("", [])
         rows = await self._fetchall(
-            f"""SELECT type, state, state = 2 AND due_at > ?, count(*) FROM tasks {where}
-                GROUP BY 1, 2, 3""",
-            params,
+            f"SELECT type, state, tasks FROM task_counts WHERE tasks > 0 {where}", params
+        )
+        scheduled = dict(
+            await self._fetchall(
+                f"""SELECT type, count(*) FROM tasks INDEXED BY tasks_due
+                    WHERE state = 2 AND due_at > ? {where} GROUP BY type""",
+                [now, *params],
+            )
         )
         counts: dict[str, dict[TaskState, int]] = {}
-        for type_name, state, scheduled, count in rows:
-            visible = TaskState.SCHEDULED if scheduled else TaskState(state)
+        for type_name, state, count in rows:
             per_type = counts.setdefault(type_name, {})
-            per_type[visible] = per_type.get(visible, 0) + count
+            if state == int(TaskState.PENDING):
+                later = scheduled.get(type_name, 0)
+                if later:
+                    per_type[TaskState.SCHEDULED] = later
+                if count - later:
+                    per_type[TaskState.PENDING] = count - later
+            else:
+                per_type[TaskState(state)] = count
         return counts
 
     async def add_worker(self, worker: WorkerRecord) -> None:
@@ -296,12 +313,11 @@ class SqliteTaskStore:
             for state, count in counts.items():
                 totals[state] = totals.get(state, 0) + count
         (retries, over_limit), *_ = await self._fetchall(
-            "SELECT coalesce(sum(max(attempts - 1, 0)), 0), "
-            "coalesce(sum(state = 5 AND attempts >= max_attempts), 0) FROM tasks"
+            "SELECT coalesce(sum(retries), 0), coalesce(sum(exhausted), 0) FROM task_counts"
         )
         most = await self._fetchall(
-            "SELECT id, type, attempts, max_attempts FROM tasks WHERE attempts > 1 "
-            "ORDER BY attempts DESC, id DESC LIMIT 20"
+            "SELECT id, type, attempts, max_attempts FROM tasks INDEXED BY tasks_retried "
+            "WHERE attempts > 1 ORDER BY attempts DESC, id DESC LIMIT 20"
         )
         (finished,), *_ = await self._fetchall(
             "SELECT count(*) FROM tasks WHERE finished_at > ?", (now - 60 * MICROS_PER_SECOND,)

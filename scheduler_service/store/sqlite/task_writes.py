@@ -22,6 +22,7 @@ from ...domain.model import (
     TaskSpec,
     TaskState,
 )
+from .counts import Shape
 from .filters import filter_sql
 from .rows import TASK_COLUMNS, placeholders, task_from_row
 from .writer import Tx
@@ -104,6 +105,7 @@ class TaskWrites:
                 answers.append((first, False))
                 continue
             answers.append((record, True))
+            tx.counts.added(shape_of(record))
             labels.extend((record.id, k, v) for k, v in record.labels.items())
         if labels:
             await tx.conn.executemany(
@@ -179,6 +181,8 @@ class TaskWrites:
         if not tasks:
             return
         revision = await tx.revision()
+        for task in tasks:
+            tx.counts.removed(shape_of(task))
         for start in range(0, len(tasks), 500):
             chunk = [t.id for t in tasks[start : start + 500]]
             marks = placeholders(len(chunk))
@@ -223,19 +227,22 @@ class TaskWrites:
             ) as cursor:
                 updated = await cursor.fetchone()
             assert updated is not None
-            answers.append((task_from_row(updated), lease))
+            cancelled = task_from_row(updated)
+            tx.counts.changed(shape_of(task), shape_of(cancelled))
+            answers.append((cancelled, lease))
         return answers
 
     async def retry(self, tx: Tx, task_ids: Sequence[str]) -> list[TaskRecord]:
         answers = []
         for task_id in task_ids:
             async with tx.conn.execute(
-                "SELECT state, priority FROM tasks WHERE id = ?", (task_id,)
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
                 raise NotFound(f"task {task_id} not found")
-            state = TaskState(row[0])
+            old = task_from_row(row)
+            state = old.state
             if state not in (TaskState.FAILED, TaskState.CANCELLED):
                 raise FailedPrecondition(
                     f"task {task_id} is {state.name}; only FAILED or CANCELLED tasks can be retried"
@@ -248,7 +255,7 @@ class TaskWrites:
                 (
                     int(QUEUED),
                     tx.now,
-                    self.claim_key(tx.now, row[1]),
+                    self.claim_key(tx.now, old.priority),
                     tx.now,
                     await tx.revision(),
                     task_id,
@@ -256,8 +263,14 @@ class TaskWrites:
             ) as cursor:
                 updated = await cursor.fetchone()
             assert updated is not None
-            answers.append(task_from_row(updated))
+            revived = task_from_row(updated)
+            tx.counts.changed(shape_of(old), shape_of(revived))
+            answers.append(revived)
         return answers
+
+
+def shape_of(task: TaskRecord) -> Shape:
+    return Shape(task.type, int(task.state), task.attempts, task.max_attempts)
 
 
 def _lease_of(task: TaskRecord, session_id: str) -> LeaseRef | None:

@@ -22,6 +22,7 @@ import aiosqlite
 
 from ...domain.clock import Clock
 from ...domain.model import Micros
+from .counts import CountChanges
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,14 @@ class Tx:
     def __init__(self, conn: aiosqlite.Connection, now: Micros) -> None:
         self.conn = conn
         self.now = now
+        #: Changes to the per-type task counts, saved with the revision before COMMIT.
+        self.counts = CountChanges()
         self._revision: int | None = None
 
     async def revision(self) -> int:
         """This transaction's revision (the stored counter plus one), read on first use.
 
-        The counter itself is written once, just before COMMIT (:meth:`save_revision`),
+        The counter itself is written once, just before COMMIT (:meth:`finish`),
         outside every savepoint: a handler rolled back to its savepoint must not roll the
         counter back under a revision that other rows of this transaction already carry.
         """
@@ -51,11 +54,13 @@ class Tx:
             self._revision = int(row[0]) + 1
         return self._revision
 
-    async def save_revision(self) -> None:
+    async def finish(self) -> None:
+        """Write what the handlers accumulated: the revision counter and the task counts."""
         if self._revision is not None:
             await self.conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'revision'", (self._revision,)
             )
+        await self.counts.save(self.conn)
 
     @property
     def bumped_revision(self) -> int | None:
@@ -137,7 +142,7 @@ class GroupCommitWriter:
             tx = Tx(self._conn, self._clock.now())
             for kind, items in _group_by_kind(batch):
                 await self._apply(tx, kind, items, results, failures)
-            await tx.save_revision()
+            await tx.finish()
             await self._conn.execute("COMMIT")
         except BaseException as exc:  # the whole transaction is lost: fail every caller
             log.exception("write transaction failed")
@@ -191,9 +196,11 @@ class GroupCommitWriter:
         self, tx: Tx, kind: WriteKind[Any, Any], args: list[Any]
     ) -> Sequence[Any]:
         await self._conn.execute("SAVEPOINT kind")
+        counts = tx.counts.snapshot()
         try:
             answers = await kind.handler(tx, args)
         except BaseException:
+            tx.counts.restore(counts)
             await self._conn.execute("ROLLBACK TO kind")
             await self._conn.execute("RELEASE kind")
             raise

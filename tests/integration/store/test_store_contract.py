@@ -386,3 +386,51 @@ async def test_reopening_migrates_nothing_and_keeps_data(tmp_path: Path) -> None
         assert await second.task_type_names() == {"foo"}
     finally:
         await second.close()
+
+
+async def test_kept_counts_match_a_recount_after_mixed_operations(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    """Every write path keeps task_counts exact (the stats must never drift)."""
+    made = [t for t, _ in await store.create_tasks(
+        [spec(type="foo" if i % 2 else "bar", max_attempts=2) for i in range(40)]
+    )]  # fmt: skip
+    await store.create_tasks([spec(idempotency_key="dup"), spec(idempotency_key="dup")])
+    leases = (await store.claim([claim(types=("foo", "bar"), limit=30)]))[0]
+    outcomes = [AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.RETURNED]
+    ends = [
+        AttemptEnd(lease.lease_id, outcomes[i % 3], "{}") for i, lease in enumerate(leases[:24])
+    ]
+    ends.append(AttemptEnd(leases[24].lease_id, AttemptOutcome.FAILED, retryable=False))
+    await store.end_attempts(ends)
+    clock.advance(10)
+    again = (await store.claim([claim(types=("foo", "bar"), limit=40)]))[0]
+    await store.end_attempts([AttemptEnd(x.lease_id, AttemptOutcome.FAILED) for x in again[:6]])
+    await store.cancel_task(made[-1].id)
+    await store.cancel_task(made[-2].id)
+    await store.retry_task(made[-1].id)  # cancelled -> queued
+    await store.retry_task(leases[24].task_id)  # failed (not retryable) -> queued
+    await store.delete_task(made[7].id)
+    await store.delete_tasks(
+        TaskFilter(types=frozenset({"bar"}), states=frozenset({TaskState.SUCCEEDED}))
+    )
+    await store.release_session("s1")
+    clock.advance(100)
+    await store.reclaim_expired()
+
+    conn = store._reader
+    assert conn is not None
+    async with conn.execute(
+        "SELECT type, state, count(*), sum(max(attempts - 1, 0)), "
+        "sum(state = 5 AND attempts >= max_attempts) FROM tasks GROUP BY 1, 2"
+    ) as cursor:
+        recount = {(r[0], r[1]): (r[2], r[3], r[4]) for r in await cursor.fetchall()}
+    async with conn.execute(
+        "SELECT type, state, tasks, retries, exhausted FROM task_counts WHERE tasks != 0 "
+        "OR retries != 0 OR exhausted != 0"
+    ) as cursor:
+        kept = {(r[0], r[1]): (r[2], r[3], r[4]) for r in await cursor.fetchall()}
+    assert kept == recount
+    stats = await store.stats()
+    assert sum(stats.totals.values()) == sum(v[0] for v in recount.values())
+    assert stats.over_retry_limit == sum(v[2] for v in recount.values())
