@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
+from orchestrator_client.protocol import TASK_TYPE_PATTERN
+
 from .errors import RegistryError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The attribute :func:`handler` sets on a function.
 MARK_ATTRIBUTE = "__orchestrator_handler__"
 #: Task type names: a letter, then letters, digits, ``_``, ``.``, ``-``; at most 128.
-TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,127}")
+TYPE_NAME = re.compile(TASK_TYPE_PATTERN)
 
 
 class HandlerKind(enum.Enum):

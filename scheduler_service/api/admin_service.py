@@ -64,7 +64,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         )
 
     async def _set_paused(self, field: str, name: str, paused: bool) -> pb.TaskType:
-        validation.require_name(field, name, self.limits)
+        validation.require_type(field, name)
         record = await self.store.set_task_type_paused(name, paused)
         if not paused:
             self.dispatcher.wake()

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client.convert import dict_from_struct
+from orchestrator_client.protocol import TASK_TYPE_PATTERN
 
 from ..domain.errors import InvalidArgument
 from ..domain.ids import is_valid_id
 from ..domain.model import MICROS_PER_SECOND, Backoff, Micros, TaskFilter, TaskSpec, TaskState
 
+TYPE_PATTERN = re.compile(TASK_TYPE_PATTERN)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 LABEL_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 DAY = 86_400 * MICROS_PER_SECOND
@@ -60,6 +62,18 @@ def require_name(field: str, value: str, limits: Limits) -> str:
             f"{value!r} must start with a letter or digit and use only letters, digits "
             "and _ . : - /",
         )
+    return value
+
+
+def require_type(field: str, value: str) -> str:
+    """A task type name: the same rule workers apply to their handlers."""
+    if not value:
+        raise InvalidArgument(field, "must not be empty")
+    if not TYPE_PATTERN.fullmatch(value):
+        raise InvalidArgument(
+            field, f"{value[:64]!r} is not a task type name: a letter, then up to 127 letters, "
+            "digits, _ . -"
+        )  # fmt: skip
     return value
 
 
@@ -118,7 +132,7 @@ def task_spec(
 ) -> TaskSpec:
     """A validated :class:`TaskSpec` from a CreateTaskRequest (``prefix`` for batches)."""
     f = prefix
-    type_name = require_name(f + "type", request.type, limits)
+    type_name = require_type(f + "type", request.type)
     payload = payload_json(f + "payload", request.payload, limits)
 
     run_at: Micros | None = None
@@ -246,7 +260,7 @@ def task_filter(
         parsed_states.add(TaskState(value))
     parsed_types = set()
     for i, name in enumerate(types):
-        parsed_types.add(require_name(f"types[{i}]", name, limits))
+        parsed_types.add(require_type(f"types[{i}]", name))
     if len(client) > limits.max_name_length:
         raise InvalidArgument("client", f"must be at most {limits.max_name_length} characters")
     if group:

@@ -30,7 +30,7 @@ from ..engine.metrics import SchedulerMetrics
 from ..engine.sessions import Outgoing, SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
 from . import codec
 from .errors import server_stream
-from .validation import Limits, require_name
+from .validation import Limits, require_name, require_type
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     yield message
             if reader.done() and (error := reader.exception()) is not None:
                 raise error
+            # The worker closed its side: answer what it sent last (acks) before ending.
+            leftovers = []
+            while not session.outbox.empty():
+                leftovers.append(session.outbox.get_nowait())
+            for message in _coalesce(leftovers):
+                yield message
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -124,7 +130,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         if len(hello.task_types) > MAX_TYPES:
             raise InvalidArgument("hello.task_types", f"at most {MAX_TYPES} types")
         for i, name in enumerate(hello.task_types):
-            require_name(f"hello.task_types[{i}]", name, self.limits)
+            require_type(f"hello.task_types[{i}]", name)
         if not 1 <= hello.slots <= MAX_SLOTS:
             raise InvalidArgument("hello.slots", f"must be between 1 and {MAX_SLOTS}")
         now = self.clock.now()
@@ -160,6 +166,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 try:
                     message = await asyncio.wait_for(anext(request_iterator), silence)
                 except StopAsyncIteration:
+                    session.left_cleanly = True
                     return
                 except TimeoutError:
                     log.warning(

@@ -84,7 +84,11 @@ class Dispatcher:
         session.closed.set()
         self._sessions.pop(session.session_id, None)
         self._metrics.connected_workers.set(len(self._sessions))
-        ended = await self._store.release_session(session.session_id)
+        # A worker that drained and closed its stream cleanly hands back what it never
+        # started (leases still in flight when it closed): those attempts do not count.
+        ended = await self._store.release_session(
+            session.session_id, returned=session.draining and session.left_cleanly
+        )
         for item in ended:
             if item.accepted:
                 self._metrics.lease_expiries.labels(reason="worker_lost").inc()

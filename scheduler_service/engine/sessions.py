@@ -51,6 +51,8 @@ class WorkerSession:
     connected_at: Micros
     held: set[str] = field(default_factory=set)
     draining: bool = False
+    #: The worker drained and closed its side of the stream itself (not a crash).
+    left_cleanly: bool = False
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 

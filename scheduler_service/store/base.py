@@ -87,8 +87,9 @@ class TaskStore(Protocol):
     async def reclaim_expired(self) -> list[EndedAttempt]:
         """Take back leases past their expiry or their attempt's timeout."""
 
-    async def release_session(self, session_id: str) -> list[EndedAttempt]:
-        """Take back every lease of a session whose stream ended (worker lost)."""
+    async def release_session(self, session_id: str, returned: bool = False) -> list[EndedAttempt]:
+        """Take back every lease of a session whose stream ended: as lost-worker attempts,
+        or, with ``returned``, as RETURNED ones that do not count (a clean drain)."""
 
     async def next_due_at(self) -> Micros | None:
         """When the earliest queued task that is not yet due becomes due."""

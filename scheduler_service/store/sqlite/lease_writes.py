@@ -272,19 +272,20 @@ class LeaseWrites:
         return [ended] + [[] for _ in calls[1:]]
 
     async def release_sessions(
-        self, tx: Tx, session_ids: Sequence[str]
+        self, tx: Tx, releases: Sequence[tuple[str, bool]]
     ) -> list[list[EndedAttempt]]:
+        """End every lease of each (session, returned) pair: as RETURNED (not counted)
+        when the worker drained and closed cleanly, else as a lost worker."""
         answers = []
-        for session_id in session_ids:
+        for session_id, returned in releases:
             await tx.conn.execute("DELETE FROM workers WHERE session_id = ?", (session_id,))
             async with tx.conn.execute(
                 "SELECT lease_id FROM tasks WHERE state = 3 AND session_id = ?", (session_id,)
             ) as cursor:
                 lease_ids = [row[0] for row in await cursor.fetchall()]
-            ends = [
-                AttemptEnd(lease_id, AttemptOutcome.WORKER_LOST, error="worker stream closed")
-                for lease_id in lease_ids
-            ]
+            outcome = AttemptOutcome.RETURNED if returned else AttemptOutcome.WORKER_LOST
+            error = "returned by a draining worker" if returned else "worker stream closed"
+            ends = [AttemptEnd(lease_id, outcome, error=error) for lease_id in lease_ids]
             answers.append(await self.end_attempts(tx, ends) if ends else [])
         return answers
 

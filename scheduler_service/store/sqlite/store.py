@@ -212,8 +212,8 @@ class SqliteTaskStore:
     async def reclaim_expired(self) -> list[EndedAttempt]:
         return await self._w.submit(self._reclaim, None)
 
-    async def release_session(self, session_id: str) -> list[EndedAttempt]:
-        return await self._w.submit(self._release, session_id)
+    async def release_session(self, session_id: str, returned: bool = False) -> list[EndedAttempt]:
+        return await self._w.submit(self._release, (session_id, returned))
 
     async def next_due_at(self) -> Micros | None:
         rows = await self._fetchall(

@@ -248,3 +248,36 @@ async def test_delete_of_running_task_cancels_it_on_the_worker(scheduler: InProc
 async def _state_is(s: InProcess, task_id: str, *states: int) -> task_pb2.Task | None:
     task = await get(s, task_id)
     return task if task.state in states else None
+
+
+async def test_a_drained_worker_that_closes_cleanly_returns_leases_uncounted(
+    scheduler: InProcess,
+) -> None:
+    [done_task, unstarted] = await create(scheduler, 2)
+    worker = ScriptedWorker(scheduler, slots=2)
+    await worker.welcome()
+    await eventually(lambda: len(worker.leases) == 2, message="2 leases")
+    finished, in_flight = worker.leases
+    worker.send(draining=pb.Draining())
+    worker.send(
+        results=pb.ResultBatch(
+            results=[
+                pb.TaskResult(
+                    lease_id=finished.lease_id,
+                    task_id=finished.task_id,
+                    outcome=pb.RESULT_OUTCOME_SUCCEEDED,
+                )
+            ],
+            credit=1,
+        )
+    )
+    worker.outgoing.put_nowait(None)  # half-close: the worker is done
+    await eventually(lambda: worker.acks, message="the last result acknowledged")
+    assert worker.acks[0].accepted
+    back = await eventually(
+        lambda: _state_is(scheduler, in_flight.task_id, task_pb2.TASK_STATE_PENDING),
+        message="the other lease handed back",
+    )
+    assert back.attempts == 0  # not counted: the worker left cleanly
+    assert back.attempt_history[0].outcome == task_pb2.ATTEMPT_OUTCOME_RETURNED
+    await worker.close()
