@@ -155,7 +155,14 @@ class Worker:
                     raise
                 except Exception as exc:
                     text = _describe(exc)[1]
-                    expected = isinstance(exc, grpc.aio.AioRpcError | StreamEnded | TimeoutError)
+                    # InvalidStateError: a write on a stream the scheduler already ended.
+                    expected = isinstance(
+                        exc,
+                        grpc.aio.AioRpcError
+                        | StreamEnded
+                        | TimeoutError
+                        | asyncio.InvalidStateError,
+                    )
                     log.warning(
                         "connection to the scheduler at %s failed: %s",
                         self.config.scheduler,
