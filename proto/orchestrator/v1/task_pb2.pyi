@@ -282,7 +282,9 @@ class Task(_message.Message):
     attempts: _builtins.int
     """Attempts counted so far (returned attempts excluded)."""
     revision: _builtins.int
-    """Grows with every change to the task; see WatchTasks."""
+    """The revision of the last change to the task: it grows with every change, and tasks
+    changed in one transaction (e.g. one BatchCreateTasks) share it; see WatchTasks.
+    """
     worker_id: _builtins.str
     """Worker and lease of the current attempt while RUNNING."""
     lease_id: _builtins.str

@@ -526,7 +526,9 @@ class TaskEvent(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     type: Global___TaskEventType.ValueType
     revision: _builtins.int
-    """The revision of this change."""
+    """The revision of this change; changes committed together share one revision, and
+    events arrive ordered by (revision, task id).
+    """
     @_builtins.property
     def task(self) -> _task_pb2.Task: ...
     def __init__(
