@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
+
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc as pb_grpc
 from orchestrator_client.convert import seconds_from_duration

@@ -39,6 +39,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 import grpc
+
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.channel import open_channel
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from orchestrator.v1 import admin_service_pb2 as pb
 from orchestrator.v1 import admin_service_pb2_grpc
 

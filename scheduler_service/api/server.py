@@ -11,6 +11,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from orchestrator.v1 import admin_service_pb2, task_service_pb2, worker_service_pb2
 from orchestrator_client.protocol import MAX_MESSAGE_BYTES
 

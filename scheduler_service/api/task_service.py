@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+
 from orchestrator.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 

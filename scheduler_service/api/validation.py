@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client.convert import dict_from_struct
 from orchestrator_client.protocol import TASK_TYPE_PATTERN

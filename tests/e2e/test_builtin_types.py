@@ -49,7 +49,9 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run(cluster: Cluster, type_name: str, payload: dict[str, object] | None = None, **fields: object) -> task_pb2.Task:
+async def run(
+    cluster: Cluster, type_name: str, payload: dict[str, object] | None = None, **fields: object
+) -> task_pb2.Task:
     tasks = cluster.tasks()
     created = await tasks.CreateTask(request(type_name, payload, **fields))
     return await wait_terminal(tasks, created.id, timeout=30)
@@ -119,7 +121,9 @@ async def test_failing_fetches_are_reported_as_the_references_report_them(
     assert bar.state == task_pb2.TASK_STATE_FAILED
     assert bar.error.startswith("fetch failed:") and unreachable in bar.error
 
-    processed = await run(cluster, "process_data", {"url": f"{http_server}/missing"}, max_attempts=1)
+    processed = await run(
+        cluster, "process_data", {"url": f"{http_server}/missing"}, max_attempts=1
+    )
     assert processed.state == task_pb2.TASK_STATE_FAILED
     assert "fetch failed" in processed.error and "404" in processed.error
 
@@ -138,7 +142,11 @@ async def test_cpu_process_fails_on_request_then_succeeds_on_retry(cluster: Clus
     backoff = task_pb2.BackoffPolicy(jitter=0.0)
     backoff.initial.FromMilliseconds(100)
     task = await run(
-        cluster, "cpu_process", {"fail_attempts": 2, "iterations": 100}, max_attempts=3, backoff=backoff
+        cluster,
+        "cpu_process",
+        {"fail_attempts": 2, "iterations": 100},
+        max_attempts=3,
+        backoff=backoff,
     )
     assert task.state == task_pb2.TASK_STATE_SUCCEEDED
     assert [a.outcome for a in task.attempt_history] == [

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client import (
     TERMINAL_STATES,
@@ -24,7 +25,6 @@ from orchestrator_client import (
     Unavailable,
     state_name,
 )
-
 from tests.support.cluster import Cluster
 
 PENDING = task_pb2.TASK_STATE_PENDING

@@ -6,8 +6,8 @@ import signal
 import time
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from orchestrator.v1 import task_pb2, task_service_pb2
 
+from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
 from tests.support.tasks import micros, request, wait_terminal

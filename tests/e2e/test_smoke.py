@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from google.protobuf import struct_pb2
-from orchestrator.v1 import task_pb2, task_service_pb2
 
+from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.v1 import task_pb2, task_service_pb2
 
+from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
 from tests.support.commands import BackgroundCommand, CommandResult, parse_time, run_command
 from tests.support.polling import eventually

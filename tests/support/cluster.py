@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+
 from orchestrator.v1 import admin_service_pb2, admin_service_pb2_grpc, task_service_pb2_grpc
 
 from .polling import eventually

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import struct_pb2
+
 from orchestrator.v1 import task_pb2, task_service_pb2
 
 from .polling import eventually

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_tables_match_the_parsers() -> None:
-    spec = importlib.util.spec_from_file_location("config_table", ROOT / "scripts" / "config_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "config_table", ROOT / "scripts" / "config_table.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 from google.protobuf import message as _message
+
 from orchestrator.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import empty_pb2, timestamp_pb2
+
 from orchestrator.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,

@@ -6,8 +6,9 @@ import socket
 from typing import TYPE_CHECKING
 
 import grpc
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 

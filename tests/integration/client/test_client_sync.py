@@ -8,8 +8,9 @@ import threading
 from typing import TYPE_CHECKING
 
 import grpc
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator.v1 import task_pb2
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+
 from orchestrator.v1 import task_pb2
 from orchestrator_client.cli import ExitCode, main
 from orchestrator_client.protocol import CLIENT_METADATA_KEY

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+
 from orchestrator.v1 import (
     admin_service_pb2_grpc,
     task_service_pb2_grpc,
     worker_service_pb2_grpc,
 )
-
 from scheduler_service.app import SchedulerApp
 from scheduler_service.config import SchedulerConfig
 

@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from tests.integration.scheduler.conftest import InProcess
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
-
 from tests.integration.scheduler.conftest import InProcess
 from tests.integration.scheduler.test_worker_stream import ScriptedWorker, create
 from tests.support.polling import eventually

@@ -13,10 +13,10 @@ from typing import Any
 
 import grpc
 import pytest
+
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
-
 from tests.integration.scheduler.conftest import InProcess
 from tests.support.polling import eventually
 from tests.support.streams import read_message
@@ -253,7 +253,7 @@ async def _state_is(s: InProcess, task_id: str, *states: int) -> task_pb2.Task |
 async def test_a_drained_worker_that_closes_cleanly_returns_leases_uncounted(
     scheduler: InProcess,
 ) -> None:
-    [done_task, unstarted] = await create(scheduler, 2)
+    await create(scheduler, 2)
     worker = ScriptedWorker(scheduler, slots=2)
     await worker.welcome()
     await eventually(lambda: len(worker.leases) == 2, message="2 leases")

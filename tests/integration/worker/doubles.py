@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc as pb_grpc
 from orchestrator_client.convert import duration_from_seconds
-
 from worker_service import TaskContext, handler
 from worker_service.registry import HandlerRegistry
 

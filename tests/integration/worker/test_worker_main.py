@@ -13,8 +13,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from orchestrator.v1 import worker_service_pb2 as pb
 
+from orchestrator.v1 import worker_service_pb2 as pb
 from tests.integration.worker.doubles import End, FakeStream, ScriptedServer, lease
 from tests.support.processes import ManagedProcess, worker_args
 from worker_service.registry import HandlerRegistry

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.v1 import worker_service_pb2 as pb
 
+from orchestrator.v1 import worker_service_pb2 as pb
 from tests.integration.worker import cpu_handlers
 from tests.integration.worker.doubles import WAIT, lease
 from worker_service import HandlerSettings, PermanentError, TaskContext, handler

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.v1 import worker_service_pb2 as pb
 
+from orchestrator.v1 import worker_service_pb2 as pb
 from tests.integration.worker.doubles import lease
 from worker_service import HandlerSettings
 from worker_service.builtin import mail

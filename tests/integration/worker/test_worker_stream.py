@@ -10,9 +10,9 @@ import socket
 
 import grpc
 import pytest
+
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
-
 from tests.integration.worker.conftest import StartWorker
 from tests.integration.worker.doubles import End, FakeStream, Probe, ScriptedServer, lease
 from tests.support.polling import eventually

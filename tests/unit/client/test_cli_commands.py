@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator_client.cli._commands import Context, _backoff, delete_all
 from orchestrator_client.cli._exit import ExitCode, UsageError
 from orchestrator_client.cli._output import Output

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+from rich.console import Console, RenderableType
+
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client.cli._output import Output, message_to_dict
 from orchestrator_client.cli._tables import (
@@ -17,7 +19,6 @@ from orchestrator_client.cli._tables import (
     when,
     worker_table,
 )
-from rich.console import Console, RenderableType
 
 
 def sample_task() -> task_pb2.Task:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from orchestrator.v1 import task_pb2
 from orchestrator_client.cli import ExitCode, main
 from orchestrator_client.cli._parser import build_parser

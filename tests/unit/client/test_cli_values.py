@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+
 from orchestrator_client.cli._values import (
     format_duration,
     load_payload,

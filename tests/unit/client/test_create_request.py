@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client._requests import TaskFilter, create_task_request, create_task_requests
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from orchestrator_client.envargs import EnvArgumentParser, env_name
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import grpc
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator_client._retry import call_with_retry
 
 

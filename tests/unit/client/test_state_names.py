@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import orchestrator_client as oc
 import pytest
+
+import orchestrator_client as oc
 from orchestrator.v1 import task_pb2
 from orchestrator_client._states import parse_states, state_names
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 from google.protobuf import duration_pb2
-from orchestrator.v1 import task_pb2, task_service_pb2
 
+from orchestrator.v1 import task_pb2, task_service_pb2
 from scheduler_service.api import page_tokens, validation
 from scheduler_service.domain.errors import InvalidArgument
 from scheduler_service.domain.ids import IdGenerator, is_valid_id

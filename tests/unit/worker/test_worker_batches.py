@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from orchestrator.v1 import worker_service_pb2 as pb
 
+from orchestrator.v1 import worker_service_pb2 as pb
 from worker_service import connection
 
 

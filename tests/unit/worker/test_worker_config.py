@@ -7,8 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
 
+from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
 from worker_service.config import WorkerConfig
 
 

@@ -6,9 +6,9 @@ import json
 import math
 
 import pytest
+
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.convert import duration_from_seconds
-
 from worker_service import PermanentError, TaskFailed, results
 from worker_service.runner import decode_payload, lease_timeout
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import empty_pb2
-from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from rich.text import Text
+
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
 from .._client import AsyncClient
 from .._errors import DeadlineExceeded, WatchEnded

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
 from .._states import state_name
 from ..convert import dict_from_struct, dumps_json, seconds_from_duration
