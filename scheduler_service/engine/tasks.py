@@ -74,8 +74,7 @@ class TaskOperations:
         tasks = tasks[:page_size]
         attempts: dict[str, list[AttemptRecord]] = {}
         if full:
-            for task in tasks:
-                attempts[task.id] = await self._store.get_attempts(task.id)
+            attempts = await self._store.get_attempts_of([task.id for task in tasks])
         return TaskPage(tasks, attempts, tasks[-1].id if more else None, revision)
 
     async def delete(self, task_id: str) -> None:

@@ -48,6 +48,9 @@ class TaskStore(Protocol):
 
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
     async def get_attempts(self, task_id: str) -> list[AttemptRecord]: ...
+    async def get_attempts_of(self, task_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+        """The attempt histories of several tasks in one read (a FULL list page)."""
+
     async def list_tasks(
         self,
         flt: TaskFilter,

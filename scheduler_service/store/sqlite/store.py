@@ -47,6 +47,7 @@ from .rows import (
     TASK_COLUMNS_BASIC,
     WORKER_COLUMNS,
     attempt_from_row,
+    placeholders,
     task_from_row,
     worker_from_row,
 )
@@ -146,6 +147,19 @@ class SqliteTaskStore:
             (task_id,),
         )
         return [attempt_from_row(row) for row in rows]
+
+    async def get_attempts_of(self, task_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+        found: dict[str, list[AttemptRecord]] = {task_id: [] for task_id in task_ids}
+        for start in range(0, len(task_ids), 500):
+            chunk = list(task_ids[start : start + 500])
+            rows = await self._fetchall(
+                f"SELECT task_id, {ATTEMPT_COLUMNS} FROM attempts "
+                f"WHERE task_id IN ({placeholders(len(chunk))}) ORDER BY task_id, number",
+                chunk,
+            )
+            for row in rows:
+                found[row[0]].append(attempt_from_row(row[1:]))
+        return found
 
     async def list_tasks(
         self,

@@ -118,6 +118,9 @@ class GroupCommitWriter:
     async def submit(self, kind: WriteKind[A, R], argument: A) -> R:
         if self._closed:
             raise RuntimeError("the store is closed")
+        if self._task is None or self._task.done():
+            # Never queue behind a writer that is not there: the caller would wait forever.
+            raise RuntimeError("the store's writer is not running")
         item = _Item(kind, argument)
         self._queue.append(item)
         self._wakeup.set()

@@ -434,3 +434,13 @@ async def test_kept_counts_match_a_recount_after_mixed_operations(
     stats = await store.stats()
     assert sum(stats.totals.values()) == sum(v[0] for v in recount.values())
     assert stats.over_retry_limit == sum(v[2] for v in recount.values())
+
+
+async def test_attempt_histories_of_many_tasks_in_one_read(store: SqliteTaskStore) -> None:
+    made = [t for t, _ in await store.create_tasks([spec(), spec(), spec()])]
+    [leases] = await store.claim([claim(limit=2)])
+    await store.end_attempts([AttemptEnd(x.lease_id, AttemptOutcome.FAILED) for x in leases])
+    histories = await store.get_attempts_of([t.id for t in made])
+    assert sorted(len(h) for h in histories.values()) == [0, 1, 1]
+    for task_id, history in histories.items():
+        assert history == await store.get_attempts(task_id)
