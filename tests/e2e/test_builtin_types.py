@@ -7,46 +7,21 @@ test; nothing reaches beyond the machine.
 from __future__ import annotations
 
 import email
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from orchestrator.v1 import task_pb2
 from tests.support.cluster import Cluster
+from tests.support.http_site import local_site, refused_url
 from tests.support.tasks import request, wait_terminal
 
 
 @pytest.fixture
 async def http_server() -> AsyncIterator[str]:
-    """A local HTTP server: /ok (200, 5 bytes), /missing (404), /slow-ok."""
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    async def missing(_: web.Request) -> web.Response:
-        return web.Response(status=404, text="no")
-
-    app = web.Application()
-    app.router.add_get("/ok", ok)
-    app.router.add_get("/missing", missing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    async with local_site() as url:
+        yield url
 
 
 async def run(
@@ -115,9 +90,8 @@ async def test_failing_fetches_are_reported_as_the_references_report_them(
 ) -> None:
     await cluster.start_scheduler()
     await cluster.start_worker()
-    unreachable = f"http://127.0.0.1:{closed_port()}/x"
-
-    bar = await run(cluster, "bar", {"url": unreachable}, max_attempts=1)
+    with refused_url() as unreachable:
+        bar = await run(cluster, "bar", {"url": unreachable}, max_attempts=1)
     assert bar.state == task_pb2.TASK_STATE_FAILED
     assert bar.error.startswith("fetch failed:") and unreachable in bar.error
 

@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from aiohttp import web
 
+from tests.support.http_site import local_site, refused_url
 from worker_service import HandlerSettings, PermanentError, TaskContext
 from worker_service.builtin import http
 
 
 @pytest.fixture
 async def site() -> AsyncIterator[str]:
-    """``http://127.0.0.1:<port>`` serving /ok (200, 5 bytes), /missing (404), /busy (503)."""
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    async def busy(request: web.Request) -> web.Response:
-        return web.Response(status=503, text="try later")
-
-    app = web.Application()
-    app.router.add_get("/ok", ok)
-    app.router.add_get("/busy", busy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    server = web.TCPSite(runner, "127.0.0.1", 0)
-    await server.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with local_site() as url:
+        yield url
 
 
 @pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A URL on a port that is bound but not listening: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+def refused() -> Iterator[str]:
+    with refused_url() as url:
+        yield url
 
 
 def ctx(**settings: object) -> TaskContext:
@@ -66,10 +45,10 @@ async def test_bar_prints_the_status_code(site: str, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out == "200\n404\n"
 
 
-async def test_bar_without_an_answer_fails(refused_url: str) -> None:
+async def test_bar_without_an_answer_fails(refused: str) -> None:
     with pytest.raises(http.FetchFailed) as caught:
-        await http.bar({"url": refused_url}, ctx())
-    assert str(caught.value).startswith(f"fetch failed: {refused_url}: Cannot connect to host")
+        await http.bar({"url": refused}, ctx())
+    assert str(caught.value).startswith(f"fetch failed: {refused}: Cannot connect to host")
     assert not isinstance(caught.value, PermanentError)
 
 
@@ -86,7 +65,7 @@ async def test_process_data_fetches_sleeps_prints(
     assert capsys.readouterr().out == "Processed task T7: HTTP 200, 5 bytes\n"
 
 
-async def test_process_data_fetch_failures(site: str, refused_url: str) -> None:
+async def test_process_data_fetch_failures(site: str, refused: str) -> None:
     with pytest.raises(PermanentError) as missing:
         await http.process_data({"url": f"{site}/missing", "sleep_seconds": 0}, ctx())
     assert str(missing.value) == f"fetch failed: {site}/missing: HTTP 404"
@@ -96,5 +75,5 @@ async def test_process_data_fetch_failures(site: str, refused_url: str) -> None:
     assert str(busy.value) == f"fetch failed: {site}/busy: HTTP 503"
     assert not isinstance(busy.value, PermanentError)  # 5xx may pass later
 
-    with pytest.raises(http.FetchFailed, match=f"fetch failed: {refused_url}: Cannot connect"):
-        await http.process_data({"url": refused_url}, ctx())
+    with pytest.raises(http.FetchFailed, match=f"fetch failed: {refused}: Cannot connect"):
+        await http.process_data({"url": refused}, ctx())
