@@ -5,10 +5,12 @@ AdminService: what operators call to see and steer the system."""
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from orchestrator.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -84,6 +86,7 @@ class TaskType(_message.Message):
     COUNTS_FIELD_NUMBER: _builtins.int
     CONNECTED_WORKERS_FIELD_NUMBER: _builtins.int
     FIRST_SEEN_AT_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     state: Global___TaskTypeState.ValueType
     connected_workers: _builtins.int
@@ -92,6 +95,8 @@ class TaskType(_message.Message):
     def counts(self) -> Global___TaskCounts: ...
     @_builtins.property
     def first_seen_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def limits(self) -> _task_pb2.ConcurrencyLimits: ...
     def __init__(
         self,
         *,
@@ -100,10 +105,11 @@ class TaskType(_message.Message):
         counts: Global___TaskCounts | None = ...,
         connected_workers: _builtins.int = ...,
         first_seen_at: _timestamp_pb2.Timestamp | None = ...,
+        limits: _task_pb2.ConcurrencyLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "first_seen_at", b"first_seen_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "first_seen_at", b"first_seen_at", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_workers", b"connected_workers", "counts", b"counts", "first_seen_at", b"first_seen_at", "name", b"name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_workers", b"connected_workers", "counts", b"counts", "first_seen_at", b"first_seen_at", "limits", b"limits", "name", b"name", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -192,6 +198,29 @@ class ResumeTaskTypeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeTaskTypeRequest: _TypeAlias = ResumeTaskTypeRequest  # noqa: Y015
+
+@_typing.final
+class SetTaskTypeLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    @_builtins.property
+    def limits(self) -> _task_pb2.ConcurrencyLimits: ...
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        limits: _task_pb2.ConcurrencyLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskTypeLimitsRequest: _TypeAlias = SetTaskTypeLimitsRequest  # noqa: Y015
 
 @_typing.final
 class Worker(_message.Message):
@@ -371,6 +400,10 @@ class GetStatsResponse(_message.Message):
     FINISHED_LAST_MINUTE_FIELD_NUMBER: _builtins.int
     THROUGHPUT_PER_SECOND_FIELD_NUMBER: _builtins.int
     CONNECTED_WORKERS_FIELD_NUMBER: _builtins.int
+    LATENESS_P50_FIELD_NUMBER: _builtins.int
+    LATENESS_P99_FIELD_NUMBER: _builtins.int
+    LATENESS_MAX_FIELD_NUMBER: _builtins.int
+    LATENESS_SAMPLES_FIELD_NUMBER: _builtins.int
     retries: _builtins.int
     """Attempts beyond each task's first, over all stored tasks."""
     over_retry_limit: _builtins.int
@@ -379,6 +412,7 @@ class GetStatsResponse(_message.Message):
     """Tasks finished in the last 60 seconds, and that count per second."""
     throughput_per_second: _builtins.float
     connected_workers: _builtins.int
+    lateness_samples: _builtins.int
     @_builtins.property
     def totals(self) -> Global___TaskCounts: ...
     @_builtins.property
@@ -387,6 +421,14 @@ class GetStatsResponse(_message.Message):
     def most_retried(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRetries]:
         """The most retried stored tasks, most attempts first (at most 20)."""
 
+    @_builtins.property
+    def lateness_p50(self) -> _duration_pb2.Duration:
+        """Lateness (handler start minus due time) over the most recent starts (at most 1000)."""
+
+    @_builtins.property
+    def lateness_p99(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def lateness_max(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -398,10 +440,14 @@ class GetStatsResponse(_message.Message):
         finished_last_minute: _builtins.int = ...,
         throughput_per_second: _builtins.float = ...,
         connected_workers: _builtins.int = ...,
+        lateness_p50: _duration_pb2.Duration | None = ...,
+        lateness_p99: _duration_pb2.Duration | None = ...,
+        lateness_max: _duration_pb2.Duration | None = ...,
+        lateness_samples: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lateness_max", b"lateness_max", "lateness_p50", b"lateness_p50", "lateness_p99", b"lateness_p99", "totals", b"totals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_type", b"by_type", "connected_workers", b"connected_workers", "finished_last_minute", b"finished_last_minute", "most_retried", b"most_retried", "over_retry_limit", b"over_retry_limit", "retries", b"retries", "throughput_per_second", b"throughput_per_second", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_type", b"by_type", "connected_workers", b"connected_workers", "finished_last_minute", b"finished_last_minute", "lateness_max", b"lateness_max", "lateness_p50", b"lateness_p50", "lateness_p99", b"lateness_p99", "lateness_samples", b"lateness_samples", "most_retried", b"most_retried", "over_retry_limit", b"over_retry_limit", "retries", b"retries", "throughput_per_second", b"throughput_per_second", "totals", b"totals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

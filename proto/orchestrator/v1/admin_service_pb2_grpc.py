@@ -49,6 +49,11 @@ class AdminServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ResumeTaskTypeRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
                 _registered_method=True)
+        self.SetTaskTypeLimits = channel.unary_unary(
+                '/orchestrator.v1.AdminService/SetTaskTypeLimits',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/orchestrator.v1.AdminService/ListWorkers',
                 request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ListWorkersRequest.SerializeToString,
@@ -84,6 +89,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTaskTypeLimits(self, request, context):
+        """Sets how many tasks of a type run at once and how fast they start, across every
+        scheduler process sharing the database. Zero values remove a limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkers(self, request, context):
         """Workers connected now, to any scheduler process sharing the database.
         """
@@ -114,6 +127,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'ResumeTaskType': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeTaskType,
                     request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.ResumeTaskTypeRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.SerializeToString,
+            ),
+            'SetTaskTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTaskTypeLimits,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
@@ -207,6 +225,33 @@ class AdminService:
             target,
             '/orchestrator.v1.AdminService/ResumeTaskType',
             orchestrator_dot_v1_dot_admin__service__pb2.ResumeTaskTypeRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTaskTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/SetTaskTypeLimits',
+            orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.SerializeToString,
             orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
             options,
             channel_credentials,

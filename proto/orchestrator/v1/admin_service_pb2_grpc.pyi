@@ -36,6 +36,10 @@ class AdminServiceStub:
     PauseTaskType: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PauseTaskTypeRequest, _admin_service_pb2.TaskType]
     """Stops leasing tasks of a type; running ones finish. Survives restarts."""
     ResumeTaskType: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ResumeTaskTypeRequest, _admin_service_pb2.TaskType]
+    SetTaskTypeLimits: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.SetTaskTypeLimitsRequest, _admin_service_pb2.TaskType]
+    """Sets how many tasks of a type run at once and how fast they start, across every
+    scheduler process sharing the database. Zero values remove a limit.
+    """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListWorkersRequest, _admin_service_pb2.ListWorkersResponse]
     """Workers connected now, to any scheduler process sharing the database."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatsRequest, _admin_service_pb2.GetStatsResponse]
@@ -49,6 +53,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     PauseTaskType: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PauseTaskTypeRequest, _admin_service_pb2.TaskType]  # type: ignore[assignment]
     """Stops leasing tasks of a type; running ones finish. Survives restarts."""
     ResumeTaskType: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ResumeTaskTypeRequest, _admin_service_pb2.TaskType]  # type: ignore[assignment]
+    SetTaskTypeLimits: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.SetTaskTypeLimitsRequest, _admin_service_pb2.TaskType]  # type: ignore[assignment]
+    """Sets how many tasks of a type run at once and how fast they start, across every
+    scheduler process sharing the database. Zero values remove a limit.
+    """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListWorkersRequest, _admin_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Workers connected now, to any scheduler process sharing the database."""
     GetStats: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatsRequest, _admin_service_pb2.GetStatsResponse]  # type: ignore[assignment]
@@ -77,6 +85,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.ResumeTaskTypeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.TaskType, _abc.Awaitable[_admin_service_pb2.TaskType]]: ...
+
+    @_abc_1.abstractmethod
+    def SetTaskTypeLimits(
+        self,
+        request: _admin_service_pb2.SetTaskTypeLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.TaskType, _abc.Awaitable[_admin_service_pb2.TaskType]]:
+        """Sets how many tasks of a type run at once and how fast they start, across every
+        scheduler process sharing the database. Zero values remove a limit.
+        """
 
     @_abc_1.abstractmethod
     def ListWorkers(

@@ -124,6 +124,30 @@ TASK_VIEW_FULL: TaskView.ValueType  # 2
 """With payload and result; GetTask, WatchTask and ListTasks add the attempt history."""
 Global___TaskView: _TypeAlias = TaskView  # noqa: Y015
 
+class _OnFailure:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnFailureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnFailure.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ON_FAILURE_UNSPECIFIED: _OnFailure.ValueType  # 0
+    """BLOCK."""
+    ON_FAILURE_BLOCK: _OnFailure.ValueType  # 1
+    """The group waits until the failed task is retried (and succeeds) or deleted."""
+    ON_FAILURE_SKIP: _OnFailure.ValueType  # 2
+    """The group moves on to its next task."""
+
+class OnFailure(_OnFailure, metaclass=_OnFailureEnumTypeWrapper):
+    """What a task's group does when the task ends FAILED."""
+
+ON_FAILURE_UNSPECIFIED: OnFailure.ValueType  # 0
+"""BLOCK."""
+ON_FAILURE_BLOCK: OnFailure.ValueType  # 1
+"""The group waits until the failed task is retried (and succeeds) or deleted."""
+ON_FAILURE_SKIP: OnFailure.ValueType  # 2
+"""The group moves on to its next task."""
+Global___OnFailure: _TypeAlias = OnFailure  # noqa: Y015
+
 @_typing.final
 class BackoffPolicy(_message.Message):
     """Exponential backoff between attempts: the n-th retry waits
@@ -184,6 +208,8 @@ class Attempt(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    LEASED_AT_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """1 for the first attempt."""
     worker_id: _builtins.str
@@ -192,9 +218,21 @@ class Attempt(_message.Message):
     outcome: Global___AttemptOutcome.ValueType
     error: _builtins.str
     @_builtins.property
-    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the worker started the handler (as the worker reports it; the lease time until
+        the worker has answered).
+        """
+
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """When this attempt was due (run_at, the end of a backoff, or when its group let it go)."""
+
+    @_builtins.property
+    def leased_at(self) -> _timestamp_pb2.Timestamp:
+        """When the scheduler leased it to the worker."""
+
     def __init__(
         self,
         *,
@@ -205,14 +243,42 @@ class Attempt(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         outcome: Global___AttemptOutcome.ValueType = ...,
         error: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        leased_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "finished_at", b"finished_at", "leased_at", b"leased_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "lease_id", b"lease_id", "number", b"number", "outcome", b"outcome", "started_at", b"started_at", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "error", b"error", "finished_at", b"finished_at", "lease_id", b"lease_id", "leased_at", b"leased_at", "number", b"number", "outcome", b"outcome", "started_at", b"started_at", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
+
+@_typing.final
+class ConcurrencyLimits(_message.Message):
+    """Limits on how many tasks run at once and how fast they start; 0 means no limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    MAX_PER_SECOND_FIELD_NUMBER: _builtins.int
+    max_running: _builtins.int
+    """At most this many running at once."""
+    max_per_second: _builtins.float
+    """At most this many starts in any one second (below 1: one start per 1/max_per_second s)."""
+    def __init__(
+        self,
+        *,
+        max_running: _builtins.int = ...,
+        max_per_second: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_per_second", b"max_per_second", "max_running", b"max_running"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConcurrencyLimits: _TypeAlias = ConcurrencyLimits  # noqa: Y015
 
 @_typing.final
 class Task(_message.Message):
@@ -264,6 +330,9 @@ class Task(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    LATENESS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Made by the server; sorts by creation time."""
     type: _builtins.str
@@ -288,6 +357,10 @@ class Task(_message.Message):
     worker_id: _builtins.str
     """Worker and lease of the current attempt while RUNNING."""
     lease_id: _builtins.str
+    on_failure: Global___OnFailure.ValueType
+    """What the task's group does if the task ends FAILED."""
+    concurrency_key: _builtins.str
+    """Tasks sharing a concurrency key obey that key's limits (see CreateTaskRequest)."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """The JSON object the handler receives."""
@@ -326,6 +399,10 @@ class Task(_message.Message):
     def due_at(self) -> _timestamp_pb2.Timestamp:
         """When the task is (or was) due for its next attempt: `run_at`, or the end of a retry's backoff."""
 
+    @_builtins.property
+    def lateness(self) -> _duration_pb2.Duration:
+        """First start minus first due time: how late the scheduler started the task."""
+
     def __init__(
         self,
         *,
@@ -355,10 +432,13 @@ class Task(_message.Message):
         revision: _builtins.int = ...,
         worker_id: _builtins.str = ...,
         lease_id: _builtins.str = ...,
+        on_failure: Global___OnFailure.ValueType = ...,
+        concurrency_key: _builtins.str = ...,
+        lateness: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "created_at", b"created_at", "due_at", b"due_at", "finished_at", b"finished_at", "payload", b"payload", "result", b"result", "run_at", b"run_at", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "created_at", b"created_at", "due_at", b"due_at", "finished_at", b"finished_at", "lateness", b"lateness", "payload", b"payload", "result", b"result", "run_at", b"run_at", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "backoff", b"backoff", "cache", b"cache", "client", b"client", "created_at", b"created_at", "due_at", b"due_at", "error", b"error", "finished_at", b"finished_at", "group", b"group", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "lease_id", b"lease_id", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "result", b"result", "revision", b"revision", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "timeout", b"timeout", "type", b"type", "updated_at", b"updated_at", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "backoff", b"backoff", "cache", b"cache", "client", b"client", "concurrency_key", b"concurrency_key", "created_at", b"created_at", "due_at", b"due_at", "error", b"error", "finished_at", b"finished_at", "group", b"group", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "lateness", b"lateness", "lease_id", b"lease_id", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "result", b"result", "revision", b"revision", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "timeout", b"timeout", "type", b"type", "updated_at", b"updated_at", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

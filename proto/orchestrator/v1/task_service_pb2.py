@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from orchestrator.v1 import task_pb2 as orchestrator_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orchestrator/v1/task_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aorchestrator/v1/task.proto\"\xa2\x03\n\x11\x43reateTaskRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12/\n\x07\x62\x61\x63koff\x18\x06 \x01(\x0b\x32\x1e.orchestrator.v1.BackoffPolicy\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05group\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\n \x01(\x08\x12>\n\x06labels\x18\x0b \x03(\x0b\x32..orchestrator.v1.CreateTaskRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x17\x42\x61tchCreateTasksRequest\x12\x31\n\x05tasks\x18\x01 \x03(\x0b\x32\".orchestrator.v1.CreateTaskRequest\"@\n\x18\x42\x61tchCreateTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xbc\x02\n\x10ListTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.orchestrator.v1.ListTasksRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\'\n\x04view\x18\t \x01(\x0e\x32\x19.orchestrator.v1.TaskView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x1f\n\x11\x44\x65leteTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xf3\x01\n\x12\x44\x65leteTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12?\n\x06labels\x18\x05 \x03(\x0b\x32/.orchestrator.v1.DeleteTasksRequest.LabelsEntry\x12\x13\n\x0b\x63onfirm_all\x18\x06 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x13\x44\x65leteTasksResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04view\x18\x02 \x01(\x0e\x32\x19.orchestrator.v1.TaskView\"\x9d\x02\n\x11WatchTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12>\n\x06labels\x18\x05 \x03(\x0b\x32..orchestrator.v1.WatchTasksRequest.LabelsEntry\x12\x16\n\x0esince_revision\x18\x06 \x01(\x03\x12\'\n\x04view\x18\x07 \x01(\x0e\x32\x19.orchestrator.v1.TaskView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\tTaskEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.orchestrator.v1.TaskEventType\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.orchestrator.v1.Task\x12\x10\n\x08revision\x18\x03 \x01(\x03*k\n\rTaskEventType\x12\x1f\n\x1bTASK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_EVENT_TYPE_UPSERTED\x10\x01\x12\x1b\n\x17TASK_EVENT_TYPE_DELETED\x10\x02\x32\xa8\x06\n\x0bTaskService\x12G\n\nCreateTask\x12\".orchestrator.v1.CreateTaskRequest\x1a\x15.orchestrator.v1.Task\x12g\n\x10\x42\x61tchCreateTasks\x12(.orchestrator.v1.BatchCreateTasksRequest\x1a).orchestrator.v1.BatchCreateTasksResponse\x12\x41\n\x07GetTask\x12\x1f.orchestrator.v1.GetTaskRequest\x1a\x15.orchestrator.v1.Task\x12R\n\tListTasks\x12!.orchestrator.v1.ListTasksRequest\x1a\".orchestrator.v1.ListTasksResponse\x12H\n\nDeleteTask\x12\".orchestrator.v1.DeleteTaskRequest\x1a\x16.google.protobuf.Empty\x12X\n\x0b\x44\x65leteTasks\x12#.orchestrator.v1.DeleteTasksRequest\x1a$.orchestrator.v1.DeleteTasksResponse\x12G\n\nCancelTask\x12\".orchestrator.v1.CancelTaskRequest\x1a\x15.orchestrator.v1.Task\x12\x45\n\tRetryTask\x12!.orchestrator.v1.RetryTaskRequest\x1a\x15.orchestrator.v1.Task\x12L\n\tWatchTask\x12!.orchestrator.v1.WatchTaskRequest\x1a\x1a.orchestrator.v1.TaskEvent0\x01\x12N\n\nWatchTasks\x12\".orchestrator.v1.WatchTasksRequest\x1a\x1a.orchestrator.v1.TaskEvent0\x01\x42q\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orchestrator/v1/task_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aorchestrator/v1/task.proto\"\xab\x04\n\x11\x43reateTaskRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12/\n\x07\x62\x61\x63koff\x18\x06 \x01(\x0b\x32\x1e.orchestrator.v1.BackoffPolicy\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05group\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\n \x01(\x08\x12>\n\x06labels\x18\x0b \x03(\x0b\x32..orchestrator.v1.CreateTaskRequest.LabelsEntry\x12.\n\non_failure\x18\x0c \x01(\x0e\x32\x1a.orchestrator.v1.OnFailure\x12\x17\n\x0f\x63oncurrency_key\x18\r \x01(\t\x12>\n\x12\x63oncurrency_limits\x18\x0e \x01(\x0b\x32\".orchestrator.v1.ConcurrencyLimits\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x17\x42\x61tchCreateTasksRequest\x12\x31\n\x05tasks\x18\x01 \x03(\x0b\x32\".orchestrator.v1.CreateTaskRequest\"@\n\x18\x42\x61tchCreateTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xbc\x02\n\x10ListTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.orchestrator.v1.ListTasksRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\'\n\x04view\x18\t \x01(\x0e\x32\x19.orchestrator.v1.TaskView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x1f\n\x11\x44\x65leteTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xf3\x01\n\x12\x44\x65leteTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12?\n\x06labels\x18\x05 \x03(\x0b\x32/.orchestrator.v1.DeleteTasksRequest.LabelsEntry\x12\x13\n\x0b\x63onfirm_all\x18\x06 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x13\x44\x65leteTasksResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04view\x18\x02 \x01(\x0e\x32\x19.orchestrator.v1.TaskView\"\x9d\x02\n\x11WatchTasksRequest\x12*\n\x06states\x18\x01 \x03(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12>\n\x06labels\x18\x05 \x03(\x0b\x32..orchestrator.v1.WatchTasksRequest.LabelsEntry\x12\x16\n\x0esince_revision\x18\x06 \x01(\x03\x12\'\n\x04view\x18\x07 \x01(\x0e\x32\x19.orchestrator.v1.TaskView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\tTaskEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.orchestrator.v1.TaskEventType\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.orchestrator.v1.Task\x12\x10\n\x08revision\x18\x03 \x01(\x03\" \n\x12\x45xplainTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x89\x01\n\x06Reason\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.orchestrator.v1.ReasonCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10\x62locking_task_id\x18\x03 \x01(\t\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x13\x45xplainTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.orchestrator.v1.TaskState\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12(\n\x07reasons\x18\x04 \x03(\x0b\x32\x17.orchestrator.v1.Reason\x12\x13\n\x0btasks_ahead\x18\x05 \x01(\x03*k\n\rTaskEventType\x12\x1f\n\x1bTASK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_EVENT_TYPE_UPSERTED\x10\x01\x12\x1b\n\x17TASK_EVENT_TYPE_DELETED\x10\x02*\xde\x02\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_CODE_RUNNING\x10\x01\x12\x18\n\x14REASON_CODE_FINISHED\x10\x02\x12\x17\n\x13REASON_CODE_NOT_DUE\x10\x03\x12\x1b\n\x17REASON_CODE_BACKING_OFF\x10\x04\x12\x1d\n\x19REASON_CODE_GROUP_BLOCKED\x10\x05\x12\x1b\n\x17REASON_CODE_TYPE_PAUSED\x10\x06\x12!\n\x1dREASON_CODE_CONCURRENCY_LIMIT\x10\x07\x12\x1a\n\x16REASON_CODE_RATE_LIMIT\x10\x08\x12\x19\n\x15REASON_CODE_NO_WORKER\x10\t\x12\x1c\n\x18REASON_CODE_WORKERS_BUSY\x10\n\x12\x16\n\x12REASON_CODE_QUEUED\x10\x0b\x32\x82\x07\n\x0bTaskService\x12G\n\nCreateTask\x12\".orchestrator.v1.CreateTaskRequest\x1a\x15.orchestrator.v1.Task\x12g\n\x10\x42\x61tchCreateTasks\x12(.orchestrator.v1.BatchCreateTasksRequest\x1a).orchestrator.v1.BatchCreateTasksResponse\x12\x41\n\x07GetTask\x12\x1f.orchestrator.v1.GetTaskRequest\x1a\x15.orchestrator.v1.Task\x12R\n\tListTasks\x12!.orchestrator.v1.ListTasksRequest\x1a\".orchestrator.v1.ListTasksResponse\x12H\n\nDeleteTask\x12\".orchestrator.v1.DeleteTaskRequest\x1a\x16.google.protobuf.Empty\x12X\n\x0b\x44\x65leteTasks\x12#.orchestrator.v1.DeleteTasksRequest\x1a$.orchestrator.v1.DeleteTasksResponse\x12G\n\nCancelTask\x12\".orchestrator.v1.CancelTaskRequest\x1a\x15.orchestrator.v1.Task\x12\x45\n\tRetryTask\x12!.orchestrator.v1.RetryTaskRequest\x1a\x15.orchestrator.v1.Task\x12L\n\tWatchTask\x12!.orchestrator.v1.WatchTaskRequest\x1a\x1a.orchestrator.v1.TaskEvent0\x01\x12N\n\nWatchTasks\x12\".orchestrator.v1.WatchTasksRequest\x1a\x1a.orchestrator.v1.TaskEvent0\x01\x12X\n\x0b\x45xplainTask\x12#.orchestrator.v1.ExplainTaskRequest\x1a$.orchestrator.v1.ExplainTaskResponseBq\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,44 +45,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETETASKSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WATCHTASKSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_WATCHTASKSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKEVENTTYPE']._serialized_start=2088
-  _globals['_TASKEVENTTYPE']._serialized_end=2195
+  _globals['_TASKEVENTTYPE']._serialized_start=2563
+  _globals['_TASKEVENTTYPE']._serialized_end=2670
+  _globals['_REASONCODE']._serialized_start=2673
+  _globals['_REASONCODE']._serialized_end=3023
   _globals['_CREATETASKREQUEST']._serialized_start=208
-  _globals['_CREATETASKREQUEST']._serialized_end=626
-  _globals['_CREATETASKREQUEST_LABELSENTRY']._serialized_start=581
-  _globals['_CREATETASKREQUEST_LABELSENTRY']._serialized_end=626
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=628
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=704
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=706
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=770
-  _globals['_GETTASKREQUEST']._serialized_start=772
-  _globals['_GETTASKREQUEST']._serialized_end=800
-  _globals['_LISTTASKSREQUEST']._serialized_start=803
-  _globals['_LISTTASKSREQUEST']._serialized_end=1119
-  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=581
-  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=626
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1121
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1221
-  _globals['_DELETETASKREQUEST']._serialized_start=1223
-  _globals['_DELETETASKREQUEST']._serialized_end=1254
-  _globals['_DELETETASKSREQUEST']._serialized_start=1257
-  _globals['_DELETETASKSREQUEST']._serialized_end=1500
-  _globals['_DELETETASKSREQUEST_LABELSENTRY']._serialized_start=581
-  _globals['_DELETETASKSREQUEST_LABELSENTRY']._serialized_end=626
-  _globals['_DELETETASKSRESPONSE']._serialized_start=1502
-  _globals['_DELETETASKSRESPONSE']._serialized_end=1546
-  _globals['_CANCELTASKREQUEST']._serialized_start=1548
-  _globals['_CANCELTASKREQUEST']._serialized_end=1579
-  _globals['_RETRYTASKREQUEST']._serialized_start=1581
-  _globals['_RETRYTASKREQUEST']._serialized_end=1611
-  _globals['_WATCHTASKREQUEST']._serialized_start=1613
-  _globals['_WATCHTASKREQUEST']._serialized_end=1684
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1687
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1972
-  _globals['_WATCHTASKSREQUEST_LABELSENTRY']._serialized_start=581
-  _globals['_WATCHTASKSREQUEST_LABELSENTRY']._serialized_end=626
-  _globals['_TASKEVENT']._serialized_start=1974
-  _globals['_TASKEVENT']._serialized_end=2086
-  _globals['_TASKSERVICE']._serialized_start=2198
-  _globals['_TASKSERVICE']._serialized_end=3006
+  _globals['_CREATETASKREQUEST']._serialized_end=763
+  _globals['_CREATETASKREQUEST_LABELSENTRY']._serialized_start=718
+  _globals['_CREATETASKREQUEST_LABELSENTRY']._serialized_end=763
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=765
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=841
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=843
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=907
+  _globals['_GETTASKREQUEST']._serialized_start=909
+  _globals['_GETTASKREQUEST']._serialized_end=937
+  _globals['_LISTTASKSREQUEST']._serialized_start=940
+  _globals['_LISTTASKSREQUEST']._serialized_end=1256
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_start=718
+  _globals['_LISTTASKSREQUEST_LABELSENTRY']._serialized_end=763
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1258
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1358
+  _globals['_DELETETASKREQUEST']._serialized_start=1360
+  _globals['_DELETETASKREQUEST']._serialized_end=1391
+  _globals['_DELETETASKSREQUEST']._serialized_start=1394
+  _globals['_DELETETASKSREQUEST']._serialized_end=1637
+  _globals['_DELETETASKSREQUEST_LABELSENTRY']._serialized_start=718
+  _globals['_DELETETASKSREQUEST_LABELSENTRY']._serialized_end=763
+  _globals['_DELETETASKSRESPONSE']._serialized_start=1639
+  _globals['_DELETETASKSRESPONSE']._serialized_end=1683
+  _globals['_CANCELTASKREQUEST']._serialized_start=1685
+  _globals['_CANCELTASKREQUEST']._serialized_end=1716
+  _globals['_RETRYTASKREQUEST']._serialized_start=1718
+  _globals['_RETRYTASKREQUEST']._serialized_end=1748
+  _globals['_WATCHTASKREQUEST']._serialized_start=1750
+  _globals['_WATCHTASKREQUEST']._serialized_end=1821
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1824
+  _globals['_WATCHTASKSREQUEST']._serialized_end=2109
+  _globals['_WATCHTASKSREQUEST_LABELSENTRY']._serialized_start=718
+  _globals['_WATCHTASKSREQUEST_LABELSENTRY']._serialized_end=763
+  _globals['_TASKEVENT']._serialized_start=2111
+  _globals['_TASKEVENT']._serialized_end=2223
+  _globals['_EXPLAINTASKREQUEST']._serialized_start=2225
+  _globals['_EXPLAINTASKREQUEST']._serialized_end=2257
+  _globals['_REASON']._serialized_start=2260
+  _globals['_REASON']._serialized_end=2397
+  _globals['_EXPLAINTASKRESPONSE']._serialized_start=2400
+  _globals['_EXPLAINTASKRESPONSE']._serialized_end=2561
+  _globals['_TASKSERVICE']._serialized_start=3026
+  _globals['_TASKSERVICE']._serialized_end=3924
 # @@protoc_insertion_point(module_scope)

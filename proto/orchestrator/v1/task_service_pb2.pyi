@@ -44,6 +44,63 @@ TASK_EVENT_TYPE_DELETED: TaskEventType.ValueType  # 2
 """The task was deleted; only `task.id` and `task.type` are set."""
 Global___TaskEventType: _TypeAlias = TaskEventType  # noqa: Y015
 
+class _ReasonCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REASON_CODE_UNSPECIFIED: _ReasonCode.ValueType  # 0
+    REASON_CODE_RUNNING: _ReasonCode.ValueType  # 1
+    """RUNNING: it is running (on the worker named in the message)."""
+    REASON_CODE_FINISHED: _ReasonCode.ValueType  # 2
+    """It has finished (SUCCEEDED, FAILED or CANCELLED)."""
+    REASON_CODE_NOT_DUE: _ReasonCode.ValueType  # 3
+    """run_at is in the future."""
+    REASON_CODE_BACKING_OFF: _ReasonCode.ValueType  # 4
+    """A failed attempt is backing off."""
+    REASON_CODE_GROUP_BLOCKED: _ReasonCode.ValueType  # 5
+    """An earlier task of its group has not finished (or failed and blocks the group)."""
+    REASON_CODE_TYPE_PAUSED: _ReasonCode.ValueType  # 6
+    """Its task type is paused."""
+    REASON_CODE_CONCURRENCY_LIMIT: _ReasonCode.ValueType  # 7
+    """The type's max_running or its concurrency key's is reached."""
+    REASON_CODE_RATE_LIMIT: _ReasonCode.ValueType  # 8
+    """The type's or the key's starts per second are used up for now."""
+    REASON_CODE_NO_WORKER: _ReasonCode.ValueType  # 9
+    """No connected worker serves its type."""
+    REASON_CODE_WORKERS_BUSY: _ReasonCode.ValueType  # 10
+    """Workers serve its type but have no free slot."""
+    REASON_CODE_QUEUED: _ReasonCode.ValueType  # 11
+    """Eligible: it waits for tasks ahead of it in priority order, or is being leased now."""
+
+class ReasonCode(_ReasonCode, metaclass=_ReasonCodeEnumTypeWrapper): ...
+
+REASON_CODE_UNSPECIFIED: ReasonCode.ValueType  # 0
+REASON_CODE_RUNNING: ReasonCode.ValueType  # 1
+"""RUNNING: it is running (on the worker named in the message)."""
+REASON_CODE_FINISHED: ReasonCode.ValueType  # 2
+"""It has finished (SUCCEEDED, FAILED or CANCELLED)."""
+REASON_CODE_NOT_DUE: ReasonCode.ValueType  # 3
+"""run_at is in the future."""
+REASON_CODE_BACKING_OFF: ReasonCode.ValueType  # 4
+"""A failed attempt is backing off."""
+REASON_CODE_GROUP_BLOCKED: ReasonCode.ValueType  # 5
+"""An earlier task of its group has not finished (or failed and blocks the group)."""
+REASON_CODE_TYPE_PAUSED: ReasonCode.ValueType  # 6
+"""Its task type is paused."""
+REASON_CODE_CONCURRENCY_LIMIT: ReasonCode.ValueType  # 7
+"""The type's max_running or its concurrency key's is reached."""
+REASON_CODE_RATE_LIMIT: ReasonCode.ValueType  # 8
+"""The type's or the key's starts per second are used up for now."""
+REASON_CODE_NO_WORKER: ReasonCode.ValueType  # 9
+"""No connected worker serves its type."""
+REASON_CODE_WORKERS_BUSY: ReasonCode.ValueType  # 10
+"""Workers serve its type but have no free slot."""
+REASON_CODE_QUEUED: ReasonCode.ValueType  # 11
+"""Eligible: it waits for tasks ahead of it in priority order, or is being leased now."""
+Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
+
 @_typing.final
 class CreateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -79,6 +136,9 @@ class CreateTaskRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     CACHE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_LIMITS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Required: a task type the scheduler knows (declared by a worker or configured)."""
     priority: _builtins.int
@@ -90,6 +150,12 @@ class CreateTaskRequest(_message.Message):
     idempotency_key: _builtins.str
     """A repeated create with the same key (per client) returns the first task."""
     cache: _builtins.bool
+    on_failure: _task_pb2.OnFailure.ValueType
+    """Within `group`: BLOCK (default) holds the group while this task is FAILED; SKIP lets the
+    group go on.
+    """
+    concurrency_key: _builtins.str
+    """Tasks sharing a key run within the key's limits, across every type and scheduler."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """A JSON object; empty when absent."""
@@ -108,6 +174,12 @@ class CreateTaskRequest(_message.Message):
 
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def concurrency_limits(self) -> _task_pb2.ConcurrencyLimits:
+        """The key's limits (requires concurrency_key); they apply to the key from this create on,
+        the latest given wins. A key that was never given limits has none.
+        """
+
     def __init__(
         self,
         *,
@@ -122,10 +194,13 @@ class CreateTaskRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         cache: _builtins.bool = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        on_failure: _task_pb2.OnFailure.ValueType = ...,
+        concurrency_key: _builtins.str = ...,
+        concurrency_limits: _task_pb2.ConcurrencyLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "payload", b"payload", "run_at", b"run_at", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "concurrency_limits", b"concurrency_limits", "payload", b"payload", "run_at", b"run_at", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "cache", b"cache", "group", b"group", "idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "run_at", b"run_at", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "cache", b"cache", "concurrency_key", b"concurrency_key", "concurrency_limits", b"concurrency_limits", "group", b"group", "idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "run_at", b"run_at", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -545,3 +620,91 @@ class TaskEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskEvent: _TypeAlias = TaskEvent  # noqa: Y015
+
+@_typing.final
+class ExplainTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainTaskRequest: _TypeAlias = ExplainTaskRequest  # noqa: Y015
+
+@_typing.final
+class Reason(_message.Message):
+    """One reason a task is not running, most important first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    BLOCKING_TASK_ID_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    code: Global___ReasonCode.ValueType
+    message: _builtins.str
+    """Plain words, e.g. "group \\"invoice-42\\" runs one task at a time; it is waiting for task X"."""
+    blocking_task_id: _builtins.str
+    """The task holding this one back, when there is one (its group's current task)."""
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """When this reason ends by itself, when known (due time, end of backoff, rate window)."""
+
+    def __init__(
+        self,
+        *,
+        code: Global___ReasonCode.ValueType = ...,
+        message: _builtins.str = ...,
+        blocking_task_id: _builtins.str = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocking_task_id", b"blocking_task_id", "code", b"code", "message", b"message", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+@_typing.final
+class ExplainTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    TASKS_AHEAD_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    state: _task_pb2.TaskState.ValueType
+    summary: _builtins.str
+    """One sentence for people."""
+    tasks_ahead: _builtins.int
+    """Queued tasks of the same type that come before this one in claim order."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        state: _task_pb2.TaskState.ValueType = ...,
+        summary: _builtins.str = ...,
+        reasons: _abc.Iterable[Global___Reason] | None = ...,
+        tasks_ahead: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reasons", b"reasons", "state", b"state", "summary", b"summary", "task_id", b"task_id", "tasks_ahead", b"tasks_ahead"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainTaskResponse: _TypeAlias = ExplainTaskResponse  # noqa: Y015

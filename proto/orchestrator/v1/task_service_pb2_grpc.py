@@ -86,6 +86,11 @@ class TaskServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_task__service__pb2.TaskEvent.FromString,
                 _registered_method=True)
+        self.ExplainTask = channel.unary_unary(
+                '/orchestrator.v1.TaskService/ExplainTask',
+                request_serializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -161,6 +166,13 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainTask(self, request, context):
+        """Why the task is not running now, in plain words.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +225,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTasks,
                     request_deserializer=orchestrator_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_task__service__pb2.TaskEvent.SerializeToString,
+            ),
+            'ExplainTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainTask,
+                    request_deserializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,6 +502,33 @@ class TaskService:
             '/orchestrator.v1.TaskService/WatchTasks',
             orchestrator_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
             orchestrator_dot_v1_dot_task__service__pb2.TaskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.TaskService/ExplainTask',
+            orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
+            orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

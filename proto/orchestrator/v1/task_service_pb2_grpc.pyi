@@ -53,6 +53,8 @@ class TaskServiceStub:
     """The task now, then each change to it, ending after it reaches a terminal state."""
     WatchTasks: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.TaskEvent]
     """Changes to tasks matching the filters, from `since_revision` on, until the client leaves."""
+    ExplainTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]
+    """Why the task is not running now, in plain words."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -77,6 +79,8 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """The task now, then each change to it, ending after it reaches a terminal state."""
     WatchTasks: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.TaskEvent]  # type: ignore[assignment]
     """Changes to tasks matching the filters, from `since_revision` on, until the client leaves."""
+    ExplainTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]  # type: ignore[assignment]
+    """Why the task is not running now, in plain words."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -158,5 +162,13 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_task_service_pb2.TaskEvent], _abc.AsyncIterator[_task_service_pb2.TaskEvent]]:
         """Changes to tasks matching the filters, from `since_revision` on, until the client leaves."""
+
+    @_abc_1.abstractmethod
+    def ExplainTask(
+        self,
+        request: _task_service_pb2.ExplainTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ExplainTaskResponse, _abc.Awaitable[_task_service_pb2.ExplainTaskResponse]]:
+        """Why the task is not running now, in plain words."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -328,6 +328,7 @@ class TaskResult(_message.Message):
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     NON_RETRYABLE_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     task_id: _builtins.str
     outcome: Global___ResultOutcome.ValueType
@@ -337,6 +338,10 @@ class TaskResult(_message.Message):
     """For FAILED and TIMED_OUT: what went wrong, for people."""
     non_retryable: _builtins.bool
     """For FAILED: true when the error is permanent and must not be retried."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the handler started on the worker (punctuality: start minus due time)."""
+
     def __init__(
         self,
         *,
@@ -346,10 +351,11 @@ class TaskResult(_message.Message):
         result_json: _builtins.bytes = ...,
         error: _builtins.str = ...,
         non_retryable: _builtins.bool = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "lease_id", b"lease_id", "non_retryable", b"non_retryable", "outcome", b"outcome", "result_json", b"result_json", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "lease_id", b"lease_id", "non_retryable", b"non_retryable", "outcome", b"outcome", "result_json", b"result_json", "started_at", b"started_at", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
