@@ -7,12 +7,13 @@
         done = await client.wait_for_task(task.id)
 
 :class:`Client` is the blocking twin. Methods answer the contract's protobuf messages
-(``orchestrator.v1.task_pb2.Task`` …; ``Task`` and ``TaskState`` are re-exported here) and raise
-the typed errors of the :class:`OrchestratorError` tree.
+(``orchestrator.v1.task_pb2.Task`` …; ``Task``, ``TaskEvent`` and the enums people pass or compare,
+``TaskState``, ``OnFailure`` and ``ReasonCode``, are re-exported here) and raise the typed errors
+of the :class:`OrchestratorError` tree.
 """
 
-from orchestrator.v1.task_pb2 import Task, TaskState
-from orchestrator.v1.task_service_pb2 import TaskEvent
+from orchestrator.v1.task_pb2 import OnFailure, Task, TaskState
+from orchestrator.v1.task_service_pb2 import ReasonCode, TaskEvent
 
 from ._client import AsyncClient
 from ._errors import (
@@ -49,9 +50,11 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "OnFailure",
     "OrchestratorError",
     "PermissionDenied",
     "RPCError",
+    "ReasonCode",
     "ResourceExhausted",
     "RetryPolicy",
     "Task",

@@ -23,7 +23,14 @@ from orchestrator.v1 import (
 
 from . import channel as _channel
 from ._errors import NotFound, Unavailable, WatchEnded, translated_errors
-from ._requests import Backoff, TaskFilter, create_task_request, create_task_requests
+from ._requests import (
+    Backoff,
+    OnFailureLike,
+    TaskFilter,
+    concurrency_limits,
+    create_task_request,
+    create_task_requests,
+)
 from ._retry import RetryPolicy, call_with_retry
 from ._states import TERMINAL_STATES, StateLike, state_name
 from .protocol import CLIENT_METADATA_KEY, DEFAULT_SCHEDULER_ADDRESS
@@ -205,6 +212,10 @@ class AsyncClient:
         idempotency_key: str = "",
         cache: bool = False,
         labels: Mapping[str, str] | None = None,
+        on_failure: OnFailureLike | None = None,
+        concurrency_key: str = "",
+        key_max_running: int | None = None,
+        key_max_per_second: float | None = None,
     ) -> task_pb2.Task:
         """Create a task of ``type`` and answer it as stored.
 
@@ -212,6 +223,14 @@ class AsyncClient:
         ``timeout`` is seconds per attempt; unset options take the scheduler's defaults.
         Without ``idempotency_key`` a create retried after ``UNAVAILABLE`` may run twice (see
         the class documentation).
+
+        ``on_failure`` (``"block"``, the default, or ``"skip"``, or an ``OnFailure`` value)
+        says whether the task's ``group`` waits for it once it is FAILED or moves on.
+        Tasks sharing a ``concurrency_key`` run within the key's limits, across types;
+        ``key_max_running`` and ``key_max_per_second`` set those limits (0: none) for this
+        create on. Giving either sends both, the other as 0, since the limits are replaced
+        as a whole; giving neither keeps the key's limits. Limits without a key raise
+        ``ValueError`` before anything is sent.
         """
         request = create_task_request(
             type,
@@ -226,6 +245,10 @@ class AsyncClient:
             idempotency_key=idempotency_key,
             cache=cache,
             labels=labels,
+            on_failure=on_failure,
+            concurrency_key=concurrency_key,
+            key_max_running=key_max_running,
+            key_max_per_second=key_max_per_second,
         )
         task: task_pb2.Task = await self._unary(self._tasks.CreateTask, request)
         return task
@@ -250,6 +273,15 @@ class AsyncClient:
             self._tasks.GetTask, task_service_pb2.GetTaskRequest(id=task_id)
         )
         return task
+
+    async def explain_task(self, task_id: str, /) -> task_service_pb2.ExplainTaskResponse:
+        """Why the task is not running now: a ``summary`` sentence, then ``reasons``, the most
+        important first (each with a ``ReasonCode``, a message, and, when known, the task
+        holding it back and the time the reason ends by itself), and ``tasks_ahead``."""
+        response: task_service_pb2.ExplainTaskResponse = await self._unary(
+            self._tasks.ExplainTask, task_service_pb2.ExplainTaskRequest(id=task_id)
+        )
+        return response
 
     async def list_tasks(
         self,
@@ -449,6 +481,23 @@ class AsyncClient:
         """Lease tasks of ``type`` again."""
         task_type: admin_service_pb2.TaskType = await self._unary(
             self._admin.ResumeTaskType, admin_service_pb2.ResumeTaskTypeRequest(type=type)
+        )
+        return task_type
+
+    async def set_task_type_limits(
+        self, type: str, /, *, max_running: int = 0, max_per_second: float = 0.0
+    ) -> admin_service_pb2.TaskType:
+        """Limit how many tasks of ``type`` run at once and how many start per second, across
+        every scheduler sharing the database; 0 removes a limit.
+
+        Both limits are set: one not given is removed. Below 1, ``max_per_second`` spaces the
+        starts (0.1: one start every 10 s).
+        """
+        request = admin_service_pb2.SetTaskTypeLimitsRequest(
+            type=type, limits=concurrency_limits(max_running, max_per_second)
+        )
+        task_type: admin_service_pb2.TaskType = await self._unary(
+            self._admin.SetTaskTypeLimits, request
         )
         return task_type
 

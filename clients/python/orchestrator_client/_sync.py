@@ -18,7 +18,7 @@ from typing import Any, Self, TypeVar
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
 from ._client import AsyncClient, Metadata
-from ._requests import Backoff
+from ._requests import Backoff, OnFailureLike
 from ._retry import RetryPolicy
 from ._states import StateLike
 from .protocol import DEFAULT_SCHEDULER_ADDRESS
@@ -167,6 +167,10 @@ class Client:
         idempotency_key: str = "",
         cache: bool = False,
         labels: Mapping[str, str] | None = None,
+        on_failure: OnFailureLike | None = None,
+        concurrency_key: str = "",
+        key_max_running: int | None = None,
+        key_max_per_second: float | None = None,
     ) -> task_pb2.Task:
         """See :meth:`AsyncClient.create_task`."""
         return self._loop.run(
@@ -183,6 +187,10 @@ class Client:
                 idempotency_key=idempotency_key,
                 cache=cache,
                 labels=labels,
+                on_failure=on_failure,
+                concurrency_key=concurrency_key,
+                key_max_running=key_max_running,
+                key_max_per_second=key_max_per_second,
             )
         )
 
@@ -195,6 +203,10 @@ class Client:
     def get_task(self, task_id: str, /) -> task_pb2.Task:
         """See :meth:`AsyncClient.get_task`."""
         return self._loop.run(self._async.get_task(task_id))
+
+    def explain_task(self, task_id: str, /) -> task_service_pb2.ExplainTaskResponse:
+        """See :meth:`AsyncClient.explain_task`."""
+        return self._loop.run(self._async.explain_task(task_id))
 
     def list_tasks(
         self,
@@ -339,6 +351,16 @@ class Client:
     def resume_task_type(self, type: str, /) -> admin_service_pb2.TaskType:
         """See :meth:`AsyncClient.resume_task_type`."""
         return self._loop.run(self._async.resume_task_type(type))
+
+    def set_task_type_limits(
+        self, type: str, /, *, max_running: int = 0, max_per_second: float = 0.0
+    ) -> admin_service_pb2.TaskType:
+        """See :meth:`AsyncClient.set_task_type_limits`."""
+        return self._loop.run(
+            self._async.set_task_type_limits(
+                type, max_running=max_running, max_per_second=max_per_second
+            )
+        )
 
     def list_workers(
         self, *, page_size: int = 0, page_token: str = ""

@@ -25,6 +25,7 @@ from orchestrator.v1 import (
     task_service_pb2,
     task_service_pb2_grpc,
 )
+from orchestrator_client.convert import duration_from_micros
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
 TERMINAL = {
@@ -57,6 +58,10 @@ class Script:
     #: task ids whose WatchTask stays open after the scripted states, like a task never ending.
     hold_watch: set[str] = field(default_factory=set)
     task_types: dict[str, admin_service_pb2.TaskType] = field(default_factory=dict)
+    #: task id -> what ExplainTask answers for it (NOT_FOUND for an unknown task).
+    explanations: dict[str, task_service_pb2.ExplainTaskResponse] = field(default_factory=dict)
+    #: what GetStats answers about lateness: (p50, p99, max) in microseconds, samples.
+    lateness: tuple[tuple[int, int, int], int] = ((0, 0, 0), 0)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     revision: int = 0
 
@@ -117,6 +122,8 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
             idempotency_key=request.idempotency_key,
             labels=request.labels,
             client=metadata.get(CLIENT_METADATA_KEY, ""),
+            on_failure=request.on_failure or task_pb2.ON_FAILURE_BLOCK,
+            concurrency_key=request.concurrency_key,
         )
         if request.HasField("run_at"):
             task.run_at.CopyFrom(request.run_at)
@@ -196,6 +203,16 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
         if task.id in self.script.hold_watch:
             await asyncio.Event().wait()
 
+    async def ExplainTask(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ExplainTask", request, context)
+        task = await self.script.task_or_abort(request.id, context)
+        explanation = self.script.explanations.get(task.id)
+        if explanation is None:
+            return task_service_pb2.ExplainTaskResponse(
+                task_id=task.id, state=task.state, summary="It is queued."
+            )
+        return explanation
+
     async def WatchTasks(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await self.script.enter("WatchTasks", request, context)
         for task in list(self.script.tasks.values()):
@@ -245,6 +262,15 @@ class FakeAdminService(admin_service_pb2_grpc.AdminServiceServicer):
         await self.script.enter("ResumeTaskType", request, context)
         return await self._set_state(request, context, admin_service_pb2.TASK_TYPE_STATE_ACTIVE)
 
+    async def SetTaskTypeLimits(self, request: Any, context: Any) -> Any:
+        await self.script.enter("SetTaskTypeLimits", request, context)
+        task_type = self.script.task_types.get(request.type)
+        if task_type is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown task type {request.type!r}")
+        assert task_type is not None
+        task_type.limits.CopyFrom(request.limits)
+        return task_type
+
     async def ListWorkers(self, request: Any, context: Any) -> Any:
         await self.script.enter("ListWorkers", request, context)
         heartbeat = timestamp_pb2.Timestamp()
@@ -263,7 +289,12 @@ class FakeAdminService(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def GetStats(self, request: Any, context: Any) -> Any:
         await self.script.enter("GetStats", request, context)
+        (p50, p99, worst), samples = self.script.lateness
         return admin_service_pb2.GetStatsResponse(
+            lateness_p50=duration_from_micros(p50),
+            lateness_p99=duration_from_micros(p99),
+            lateness_max=duration_from_micros(worst),
+            lateness_samples=samples,
             totals=admin_service_pb2.TaskCounts(pending=2, succeeded=5, failed=1),
             by_type=[
                 admin_service_pb2.TypeStats(

@@ -58,7 +58,9 @@ async def test_every_unary_call_has_the_deadline(scheduler: FakeScheduler) -> No
         await client.list_task_types()
         await client.list_workers()
         await client.get_stats()
-    assert len(scheduler.script.calls) == 10
+        await client.explain_task((await client.create_task("foo")).id)
+        await client.set_task_type_limits("foo", max_running=1)
+    assert len(scheduler.script.calls) == 13
     for call in scheduler.script.calls:
         assert call.time_remaining is not None, call.method
         # gRPC rounds the deadline on the wire, so allow a little over the timeout.
@@ -288,3 +290,94 @@ async def test_channel_is_lazy_and_reopens_after_close(scheduler: FakeScheduler)
     await client.get_stats()  # and a closed client opens a new one
     await client.aclose()
     assert len(scheduler.script.calls_of("GetStats")) == 2
+
+
+async def test_create_task_sends_group_and_concurrency_fields(scheduler: FakeScheduler) -> None:
+    async with client_for(scheduler) as client:
+        task = await client.create_task(
+            "fetch",
+            group="invoice-42",
+            on_failure="skip",
+            concurrency_key="acme",
+            key_max_running=2,
+            key_max_per_second=0.5,
+        )
+        plain = await client.create_task("fetch", group="invoice-42")
+    first, second = (call.request for call in scheduler.script.calls_of("CreateTask"))
+    assert first.on_failure == oc.OnFailure.Value("ON_FAILURE_SKIP")
+    assert first.concurrency_key == "acme"
+    assert first.concurrency_limits == task_pb2.ConcurrencyLimits(max_running=2, max_per_second=0.5)
+    assert (task.on_failure, task.concurrency_key) == (task_pb2.ON_FAILURE_SKIP, "acme")
+    assert second.on_failure == task_pb2.ON_FAILURE_UNSPECIFIED
+    assert not second.HasField("concurrency_limits")
+    assert plain.on_failure == task_pb2.ON_FAILURE_BLOCK
+
+
+async def test_key_limits_without_a_key_fail_before_any_call(scheduler: FakeScheduler) -> None:
+    async with client_for(scheduler) as client:
+        with pytest.raises(ValueError, match="concurrency_key"):
+            await client.create_task("fetch", key_max_running=2)
+        with pytest.raises(ValueError, match=r"tasks\[0\]"):
+            await client.batch_create_tasks([{"type": "fetch", "key_max_per_second": 1.0}])
+        with pytest.raises(ValueError, match="on_failure"):
+            await client.create_task("fetch", on_failure="retry")
+    assert scheduler.script.calls == []
+
+
+async def test_batch_create_carries_the_new_fields(scheduler: FakeScheduler) -> None:
+    async with client_for(scheduler) as client:
+        await client.batch_create_tasks(
+            [
+                {"type": "a", "group": "g", "on_failure": task_pb2.ON_FAILURE_SKIP},
+                {"type": "b", "concurrency_key": "k", "key_max_running": 1},
+            ]
+        )
+    first, second = scheduler.script.calls_of("BatchCreateTasks")[0].request.tasks
+    assert first.on_failure == task_pb2.ON_FAILURE_SKIP
+    assert (second.concurrency_key, second.concurrency_limits.max_running) == ("k", 1)
+
+
+async def test_explain_task(scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_PENDING)
+    explanation = task_service_pb2.ExplainTaskResponse(
+        task_id=task.id, state=task.state, summary="It waits for its group.", tasks_ahead=2
+    )
+    explanation.reasons.add(
+        code=oc.ReasonCode.Value("REASON_CODE_GROUP_BLOCKED"), message="m", blocking_task_id="t0"
+    )
+    scheduler.script.explanations[task.id] = explanation
+    async with client_for(scheduler) as client:
+        answer = await client.explain_task(task.id)
+        with pytest.raises(oc.NotFound):
+            await client.explain_task("missing")
+    assert answer == explanation
+    assert answer.reasons[0].code == task_service_pb2.REASON_CODE_GROUP_BLOCKED
+    assert scheduler.script.calls_of("ExplainTask")[0].request.id == task.id
+
+
+async def test_set_task_type_limits_sends_both_limits(scheduler: FakeScheduler) -> None:
+    async with client_for(scheduler) as client:
+        limited = await client.set_task_type_limits("foo", max_running=4, max_per_second=2.5)
+        rate_only = await client.set_task_type_limits("foo", max_per_second=1.0)
+        cleared = await client.set_task_type_limits("foo")
+        with pytest.raises(oc.NotFound):
+            await client.set_task_type_limits("nope", max_running=1)
+    requests = [call.request for call in scheduler.script.calls_of("SetTaskTypeLimits")]
+    assert requests[0].type == "foo"
+    assert requests[0].limits == task_pb2.ConcurrencyLimits(max_running=4, max_per_second=2.5)
+    # Both limits travel every time: the one not given is removed (0).
+    assert requests[1].HasField("limits")
+    assert requests[1].limits == task_pb2.ConcurrencyLimits(max_per_second=1.0)
+    assert requests[2].HasField("limits") and requests[2].limits == task_pb2.ConcurrencyLimits()
+    assert (limited.limits.max_running, limited.limits.max_per_second) == (4, 2.5)
+    assert rate_only.limits.max_running == 0
+    assert cleared.limits == task_pb2.ConcurrencyLimits()
+
+
+async def test_stats_carry_lateness(scheduler: FakeScheduler) -> None:
+    scheduler.script.lateness = ((12_000, 340_000, 1_200_000), 1000)
+    async with client_for(scheduler) as client:
+        stats = await client.get_stats()
+    assert stats.lateness_p50.ToMicroseconds() == 12_000
+    assert stats.lateness_max.ToMicroseconds() == 1_200_000
+    assert stats.lateness_samples == 1000

@@ -40,6 +40,28 @@ async def test_sync_client_round_trip(scheduler: FakeScheduler) -> None:
     assert scheduler.script.calls[0].metadata[CLIENT_METADATA_KEY] == "ops"
 
 
+async def test_sync_client_new_calls(scheduler: FakeScheduler) -> None:
+    def use() -> tuple[oc.Task, str, int]:
+        with oc.Client(scheduler.target, retries=FAST) as client:
+            task = client.create_task(
+                "foo",
+                group="g",
+                on_failure=oc.OnFailure.Value("ON_FAILURE_SKIP"),
+                concurrency_key="acme",
+                key_max_running=1,
+            )
+            summary = client.explain_task(task.id).summary
+            limits = client.set_task_type_limits("foo", max_running=3).limits
+            return task, summary, limits.max_running
+
+    task, summary, max_running = await asyncio.to_thread(use)
+    assert (task.on_failure, task.concurrency_key) == (task_pb2.ON_FAILURE_SKIP, "acme")
+    request = scheduler.script.calls_of("CreateTask")[0].request
+    assert request.concurrency_limits.max_running == 1
+    assert summary == "It is queued."
+    assert max_running == 3
+
+
 async def test_sync_client_raises_typed_errors_and_retries(scheduler: FakeScheduler) -> None:
     scheduler.script.failures["GetStats"] = [grpc.StatusCode.UNAVAILABLE]
 

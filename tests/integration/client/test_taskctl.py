@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
-from orchestrator.v1 import task_pb2
+from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client.cli import ExitCode, main
+from orchestrator_client.convert import duration_from_micros, timestamp_from_micros
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
 if TYPE_CHECKING:
@@ -284,3 +286,179 @@ async def test_scheduler_errors_are_exit_3_for_every_code(
     result = await taskctl("create", "nope")
     assert result.code == ExitCode.RPC_ERROR
     assert result.err.startswith("error: INVALID_ARGUMENT: scripted INVALID_ARGUMENT")
+
+
+async def test_create_sends_group_and_concurrency_flags(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    result = await taskctl(
+        "create",
+        "fetch",
+        "--group",
+        "invoice-42",
+        "--on-failure",
+        "skip",
+        "--concurrency-key",
+        "acme",
+        "--key-max-running",
+        "2",
+        "--key-max-per-second",
+        "0.5",
+    )
+    assert result.code == ExitCode.OK, result.err
+    task = result.json()
+    assert (task["on_failure"], task["concurrency_key"]) == ("ON_FAILURE_SKIP", "acme")
+    request = scheduler.script.calls_of("CreateTask")[0].request
+    assert request.on_failure == task_pb2.ON_FAILURE_SKIP
+    assert request.concurrency_key == "acme"
+    assert request.concurrency_limits == task_pb2.ConcurrencyLimits(
+        max_running=2, max_per_second=0.5
+    )
+
+    table = await taskctl("--no-json", "create", "fetch", "--concurrency-key", "acme")
+    assert re.search(r"^concurrency key +acme", table.out, re.MULTILINE)
+    plain = scheduler.script.calls_of("CreateTask")[1].request
+    assert plain.on_failure == task_pb2.ON_FAILURE_UNSPECIFIED
+    assert not plain.HasField("concurrency_limits")  # the key's limits are left alone
+
+
+async def test_key_limits_without_a_key_send_nothing(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    result = await taskctl("create", "fetch", "--key-max-per-second", "1")
+    assert result.code == ExitCode.USAGE
+    assert "need --concurrency-key" in result.err
+    assert scheduler.script.calls == []
+
+
+async def test_explain(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_PENDING)
+    explanation = task_service_pb2.ExplainTaskResponse(
+        task_id=task.id,
+        state=task.state,
+        summary="It waits for task t0 of its group.",
+        tasks_ahead=3,
+    )
+    explanation.reasons.add(
+        code=task_service_pb2.REASON_CODE_GROUP_BLOCKED,
+        message='group "g" runs one task at a time; it is waiting for task t0',
+        blocking_task_id="t0",
+    )
+    explanation.reasons.add(
+        code=task_service_pb2.REASON_CODE_BACKING_OFF,
+        message="attempt 1 failed; it backs off",
+        until=timestamp_from_micros(1_800_000_030_000_000),
+    )
+    scheduler.script.explanations[task.id] = explanation
+
+    result = await taskctl("explain", task.id)
+    assert result.code == ExitCode.OK, result.err
+    document = result.json()
+    assert document["summary"] == "It waits for task t0 of its group."
+    assert [r["code"] for r in document["reasons"]] == [
+        "REASON_CODE_GROUP_BLOCKED",
+        "REASON_CODE_BACKING_OFF",
+    ]
+    assert document["tasks_ahead"] == "3"
+    assert scheduler.script.calls_of("ExplainTask")[0].request.id == task.id
+
+    table = await taskctl("--no-json", "explain", task.id)
+    assert table.code == ExitCode.OK
+    lines = [line.rstrip() for line in table.out.splitlines()]
+    assert lines == [
+        f"task     {task.id}",
+        "state    PENDING",
+        "summary  It waits for task t0 of its group.",
+        '- group "g" runs one task at a time; it is waiting for task t0',
+        "- attempt 1 failed; it backs off (until 2027-01-15 08:00:30Z)",
+        "tasks ahead: 3",
+    ]
+    missing = await taskctl("explain", "nope")
+    assert missing.code == ExitCode.RPC_ERROR
+    assert missing.err.startswith("error: NOT_FOUND: ")
+
+
+async def test_limits_sets_keeps_and_clears(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    both = await taskctl("limits", "foo", "--max-running", "5", "--max-per-second", "2")
+    assert both.code == ExitCode.OK, both.err
+    assert both.json()["limits"] == {"max_running": 5, "max_per_second": 2}
+    # Both flags given: no need to read the current limits first.
+    assert scheduler.script.calls_of("ListTaskTypes") == []
+
+    # One flag: the other limit keeps its current value (read from the type listing).
+    rate = await taskctl("--no-json", "limits", "foo", "--max-per-second", "0.5")
+    assert rate.out.strip() == "foo limits: max running 5, max 0.5/s"
+    assert scheduler.script.calls_of("ListTaskTypes")
+    cleared = await taskctl("--no-json", "limits", "foo", "--max-running", "0")
+    assert cleared.out.strip() == "foo limits: max 0.5/s"
+    none = await taskctl("--no-json", "limits", "foo", "--max-per-second", "0")
+    assert none.out.strip() == "foo limits: none"
+    sent = [call.request.limits for call in scheduler.script.calls_of("SetTaskTypeLimits")]
+    assert sent == [
+        task_pb2.ConcurrencyLimits(max_running=5, max_per_second=2),
+        task_pb2.ConcurrencyLimits(max_running=5, max_per_second=0.5),
+        task_pb2.ConcurrencyLimits(max_per_second=0.5),
+        task_pb2.ConcurrencyLimits(),
+    ]
+
+    refused = await taskctl("limits", "foo")
+    assert refused.code == ExitCode.USAGE
+    assert len(scheduler.script.calls_of("SetTaskTypeLimits")) == 4
+    unknown = await taskctl("limits", "nope", "--max-running", "1")
+    assert unknown.code == ExitCode.RPC_ERROR
+    assert unknown.err.startswith("error: NOT_FOUND: ")
+
+
+async def test_types_show_the_limits(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    scheduler.script.task_types["foo"].limits.CopyFrom(
+        task_pb2.ConcurrencyLimits(max_running=5, max_per_second=0.5)
+    )
+    table = await taskctl("--no-json", "types")
+    lines = table.out.splitlines()
+    assert "max running" in lines[1] and "max/s" in lines[1]
+
+    def cells(name: str) -> list[str]:
+        row = next(line for line in lines if f" {name} " in line)
+        return [cell.strip() for cell in row.split("│")[1:-1]]
+
+    assert cells("foo")[2:4] == ["5", "0.5"]
+    assert cells("bar")[2:4] == ["-", "-"]
+    document = (await taskctl("types")).json()
+    assert document["task_types"][0]["limits"] == {"max_running": 5, "max_per_second": 0.5}
+
+
+async def test_stats_show_lateness(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    scheduler.script.lateness = ((12_300, 340_000, 1_210_000), 1000)
+    table = await taskctl("--no-json", "stats")
+    assert "p50 12.3ms, p99 340ms, max 1.21s (1000 starts)" in table.out
+    document = (await taskctl("stats")).json()
+    assert document["lateness_p50"] == "0.012300s"
+    assert document["lateness_samples"] == 1000
+
+
+async def test_get_shows_lateness_and_attempt_times(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    due = 1_800_000_000_000_000
+    task = scheduler.script.add_task(
+        type="foo", state=task_pb2.TASK_STATE_SUCCEEDED, lateness=duration_from_micros(15_300)
+    )
+    task.attempt_history.add(
+        number=1,
+        worker_id="w1",
+        lease_id="l1",
+        due_at=timestamp_from_micros(due),
+        leased_at=timestamp_from_micros(due + 3_000),
+        started_at=timestamp_from_micros(due + 15_300),
+        finished_at=timestamp_from_micros(due + 2_100_000),
+        outcome=task_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
+    )
+    table = await taskctl("--no-json", "get", task.id)
+    assert table.code == ExitCode.OK
+    assert re.search(r"^lateness +15\.3ms", table.out, re.MULTILINE)
+    row = next(line for line in table.out.splitlines() if " l1 " in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[3:7] == ["2027-01-15 08:00:00Z", "+3ms", "+15.3ms", "+2.1s"]
+    attempt = (await taskctl("get", task.id)).json()["attempt_history"][0]
+    assert attempt["due_at"] == "2027-01-15T08:00:00Z"
+    assert attempt["leased_at"] == "2027-01-15T08:00:00.003Z"

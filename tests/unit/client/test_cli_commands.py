@@ -11,7 +11,7 @@ import io
 import pytest
 
 import orchestrator_client as oc
-from orchestrator_client.cli._commands import Context, _backoff, delete_all
+from orchestrator_client.cli._commands import Context, _backoff, create, delete_all, limits
 from orchestrator_client.cli._exit import ExitCode, UsageError
 from orchestrator_client.cli._output import Output
 from orchestrator_client.cli._parser import build_parser
@@ -73,3 +73,17 @@ def test_json_switch_after_the_command() -> None:
     assert parser.parse_args(["list", "--no-json"]).json is False
     assert parser.parse_args(["--no-json", "list", "--json"]).json is True
     assert parser.parse_args(["--no-json", "list"]).json is False
+
+
+async def test_limits_without_a_flag_is_refused() -> None:
+    ctx, _, _ = context(answer=None)
+    with pytest.raises(UsageError, match="0 removes a limit"):
+        await limits(ctx, build_parser({}).parse_args(["limits", "foo"]))
+
+
+@pytest.mark.parametrize("flag", ["--key-max-running", "--key-max-per-second"])
+async def test_key_limits_without_a_key_are_refused(flag: str) -> None:
+    ctx, _, _ = context(answer=None)
+    args = build_parser({}).parse_args(["create", "foo", flag, "1"])
+    with pytest.raises(UsageError, match="need --concurrency-key"):
+        await create(ctx, args)

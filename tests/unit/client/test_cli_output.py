@@ -5,20 +5,30 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console, RenderableType
 
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client.cli._output import Output, message_to_dict
 from orchestrator_client.cli._tables import (
+    after,
+    attempt_table,
     event_line,
+    explain_view,
+    limits_text,
+    seconds_text,
     stats_view,
     task_detail,
     task_table,
+    task_type_limits_line,
     task_type_line,
     task_type_table,
     when,
     worker_table,
 )
+from orchestrator_client.convert import duration_from_micros, timestamp_from_micros
+
+T0 = 1_800_000_000_000_000  # 2027-01-15 08:00:00Z in microseconds
 
 
 def sample_task() -> task_pb2.Task:
@@ -200,3 +210,188 @@ def test_ids_are_never_cut_on_a_narrow_terminal() -> None:
     console = Console(file=io.StringIO(), width=70, color_system=None)
     console.print(task_table([task]))
     assert task.id in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0ms"),
+        (0.0004, "0.4ms"),
+        (0.0123, "12.3ms"),
+        (0.34, "340ms"),
+        (0.9996, "1s"),
+        (1.21, "1.21s"),
+        (65, "1m5s"),
+        (-0.002, "-2ms"),
+        (-3, "-3s"),
+    ],
+)
+def test_seconds_text_keeps_small_and_negative_spans(seconds: float, text: str) -> None:
+    assert seconds_text(seconds) == text
+
+
+def test_after_is_an_offset_or_empty() -> None:
+    due = timestamp_from_micros(T0)
+    assert after(timestamp_from_micros(T0 + 15_300), due) == "+15.3ms"
+    assert after(timestamp_from_micros(T0), due) == "+0ms"
+    assert after(timestamp_from_micros(T0 - 2_000), due) == "-2ms"  # a worker's clock behind
+    assert after(task_pb2.Attempt().started_at, due) == ""
+
+
+def timed_attempt(
+    number: int, due: int, leased: int, started: int, finished: int
+) -> task_pb2.Attempt:
+    return task_pb2.Attempt(
+        number=number,
+        worker_id="w1",
+        lease_id=f"l{number}",
+        due_at=timestamp_from_micros(due),
+        leased_at=timestamp_from_micros(leased),
+        started_at=timestamp_from_micros(started),
+        finished_at=timestamp_from_micros(finished),
+        outcome=task_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
+    )
+
+
+def test_attempt_times_are_offsets_from_due() -> None:
+    attempt = timed_attempt(1, T0, T0 + 3_000, T0 + 15_300, T0 + 2_100_000)
+    lines = render(attempt_table([attempt])).splitlines()
+    assert "time after due" in lines[0]
+    header = next(line for line in lines if "outcome" in line)
+    for column in ("due", "leased", "started", "finished"):
+        assert column in header, column
+    row = next(line for line in lines if "l1" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == [
+        "1",
+        "w1",
+        "l1",
+        "2027-01-15 08:00:00Z",
+        "+3ms",
+        "+15.3ms",
+        "+2.1s",
+        "succeeded",
+    ]
+
+
+def test_attempts_without_due_times_show_absolute_times() -> None:
+    # Attempts recorded before due/leased times existed: no empty columns, no offsets.
+    old = task_pb2.Attempt(number=1, worker_id="w1", started_at=timestamp_from_micros(T0))
+    text = render(attempt_table([old]))
+    assert "2027-01-15 08:00:00Z" in text
+    assert "time after due" not in text
+    header = next(line for line in text.splitlines() if "outcome" in line)
+    assert "due" not in header and "leased" not in header
+
+
+def test_task_detail_shows_lateness_on_failure_and_key() -> None:
+    task = sample_task()
+    task.on_failure = task_pb2.ON_FAILURE_SKIP
+    task.concurrency_key = "acme"
+    task.lateness.CopyFrom(duration_from_micros(15_300))
+    task.attempt_history.append(timed_attempt(2, T0, T0 + 1_000, T0 + 2_000, T0 + 63_000_000))
+    text = render(task_detail(task))
+    assert "on failure       skip" in text
+    assert "concurrency key  acme" in text
+    assert "lateness         15.3ms" in text
+    assert "+1m3s" in text and "+2ms" in text
+
+
+def test_task_detail_leaves_out_unset_new_fields_but_shows_zero_lateness() -> None:
+    text = render(task_detail(sample_task()))
+    assert "on failure" not in text and "concurrency key" not in text and "lateness" not in text
+    punctual = task_pb2.Task(id="t1", lateness=duration_from_micros(0))
+    assert "lateness  0ms" in render(task_detail(punctual))
+
+
+def explanation() -> task_service_pb2.ExplainTaskResponse:
+    response = task_service_pb2.ExplainTaskResponse(
+        task_id="t7",
+        state=task_pb2.TASK_STATE_PENDING,
+        summary="It waits for task t3 of its group.",
+        tasks_ahead=4,
+    )
+    response.reasons.add(
+        code=task_service_pb2.REASON_CODE_GROUP_BLOCKED,
+        message='group "g" runs one task at a time; it is waiting for task t3',
+        blocking_task_id="t3",
+    )
+    response.reasons.add(
+        code=task_service_pb2.REASON_CODE_RATE_LIMIT,
+        message="type foo starts at most 2 tasks a second [type limit]",
+        until=timestamp_from_micros(T0 + 1_000_000),
+    )
+    response.reasons.add(
+        code=task_service_pb2.REASON_CODE_CONCURRENCY_LIMIT,
+        message="key acme runs at most 1 task at once",
+        blocking_task_id="t5",
+    )
+    return response
+
+
+def test_explain_view() -> None:
+    lines = [line.rstrip() for line in render(explain_view(explanation())).splitlines()]
+    assert lines == [
+        "task     t7",
+        "state    PENDING",
+        "summary  It waits for task t3 of its group.",
+        '- group "g" runs one task at a time; it is waiting for task t3',
+        "- type foo starts at most 2 tasks a second [type limit] (until 2027-01-15 08:00:01Z)",
+        "- key acme runs at most 1 task at once (waiting for t5)",
+        "tasks ahead: 4",
+    ]
+
+
+def test_explain_without_reasons_and_as_json() -> None:
+    quiet = task_service_pb2.ExplainTaskResponse(
+        task_id="t1", state=task_pb2.TASK_STATE_RUNNING, summary="It is running."
+    )
+    assert render(explain_view(quiet)).splitlines()[-1] == "tasks ahead: 0"
+    document = message_to_dict(explanation())
+    assert document["tasks_ahead"] == "4"  # int64
+    assert document["reasons"][0]["code"] == "REASON_CODE_GROUP_BLOCKED"
+    assert document["reasons"][1]["until"] == "2027-01-15T08:00:01Z"
+    assert document["reasons"][0]["blocking_task_id"] == "t3"
+
+
+def test_task_types_show_limits_or_a_dash() -> None:
+    limited = admin_service_pb2.TaskType(
+        name="foo", limits=task_pb2.ConcurrencyLimits(max_running=5, max_per_second=0.5)
+    )
+    rate_only = admin_service_pb2.TaskType(
+        name="bar", limits=task_pb2.ConcurrencyLimits(max_per_second=20)
+    )
+    free = admin_service_pb2.TaskType(name="baz")
+    lines = render(task_type_table([limited, rate_only, free])).splitlines()
+    header = next(line for line in lines if "type" in line)
+    assert "max running" in header and "max/s" in header
+
+    def cells(name: str) -> list[str]:
+        row = next(line for line in lines if f" {name} " in line)
+        return [cell.strip() for cell in row.split("│")[1:-1]][2:4]
+
+    assert cells("foo") == ["5", "0.5"]
+    assert cells("bar") == ["-", "20"]
+    assert cells("baz") == ["-", "-"]
+
+
+def test_limits_line() -> None:
+    assert limits_text(task_pb2.ConcurrencyLimits()) == "none"
+    assert limits_text(task_pb2.ConcurrencyLimits(max_running=5)) == "max running 5"
+    limited = admin_service_pb2.TaskType(
+        name="foo", limits=task_pb2.ConcurrencyLimits(max_running=5, max_per_second=0.1)
+    )
+    assert task_type_limits_line(limited).plain == "foo limits: max running 5, max 0.1/s"
+
+
+def test_stats_show_lateness() -> None:
+    stats = admin_service_pb2.GetStatsResponse(
+        lateness_p50=duration_from_micros(12_345),
+        lateness_p99=duration_from_micros(340_000),
+        lateness_max=duration_from_micros(1_210_000),
+        lateness_samples=1000,
+    )
+    text = render(stats_view(stats))
+    assert "lateness              p50 12.3ms, p99 340ms, max 1.21s (1000 starts)" in text
+    empty = render(stats_view(admin_service_pb2.GetStatsResponse()))
+    assert "no starts measured yet" in empty

@@ -113,6 +113,40 @@ def test_create_options() -> None:
     assert (args.wait, args.wait_timeout) == (True, 10.0)
 
 
+def test_create_group_and_concurrency_options() -> None:
+    args = parse(
+        "create",
+        "fetch",
+        "--group",
+        "g",
+        "--on-failure",
+        "skip",
+        "--concurrency-key",
+        "acme",
+        "--key-max-running",
+        "3",
+        "--key-max-per-second",
+        "0.5",
+    )
+    assert (args.on_failure, args.concurrency_key) == ("skip", "acme")
+    assert (args.key_max_running, args.key_max_per_second) == (3, 0.5)
+    plain = parse("create", "fetch")
+    assert (plain.on_failure, plain.concurrency_key) == (None, "")
+    assert (plain.key_max_running, plain.key_max_per_second) == (None, None)
+    # 0 is a value (it removes the key's limit), not "not given".
+    zero = parse("create", "f", "--concurrency-key", "k", "--key-max-running", "0")
+    assert zero.key_max_running == 0
+
+
+def test_explain_and_limits_arguments() -> None:
+    assert parse("explain", "t1").id == "t1"
+    args = parse("limits", "foo", "--max-running", "5", "--max-per-second", "2.5")
+    assert (args.type, args.max_running, args.max_per_second) == ("foo", 5, 2.5)
+    only = parse("limits", "foo", "--max-running", "0")
+    assert (only.max_running, only.max_per_second) == (0, None)
+    assert parse("limits", "foo").max_running is None  # refused by the command, see below
+
+
 def test_run_at_is_a_time() -> None:
     args = parse("create", "foo", "--run-at", "2030-01-01T00:00:00Z")
     assert args.run_at.year == 2030
@@ -161,6 +195,15 @@ def test_filters_take_repeats_and_commas() -> None:
         (["list", "--limit", "0"], "must be at least 1"),
         (["--timeout", "soon", "stats"], "invalid duration"),
         (["get"], "required: id"),
+        (["explain"], "required: id"),
+        (["create", "foo", "--on-failure", "retry"], "invalid choice: 'retry'"),
+        (["create", "foo", "--key-max-running", "-1"], "must be 0 (no limit) or more"),
+        (["create", "foo", "--key-max-running", "2.5"], "expected a whole number"),
+        (["create", "foo", "--key-max-per-second", "fast"], "expected a number of starts"),
+        (["limits"], "required: type"),
+        (["limits", "foo", "--max-per-second", "-1"], "must be 0 (no limit) or more"),
+        (["limits", "foo", "--max-per-second", "inf"], "must be 0 (no limit) or more"),
+        (["limits", "foo", "--max-per-second", "nan"], "must be 0 (no limit) or more"),
     ],
 )
 def test_usage_errors_exit_2_before_any_call(
@@ -180,6 +223,24 @@ def test_wait_timeout_needs_wait(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--scheduler", "127.0.0.1:1", "create", "foo", "--wait-timeout", "1s"], environ={})
     assert code == ExitCode.USAGE
     assert "error: --wait-timeout needs --wait" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["limits", "foo"], "give --max-running, --max-per-second or both"),
+        (
+            ["create", "foo", "--key-max-running", "2"],
+            "--key-max-running and --key-max-per-second need --concurrency-key",
+        ),
+    ],
+)
+def test_command_refusals_exit_2_before_any_call(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The scheduler address is unreachable: reaching it would be exit 4, not 2.
+    assert main(["--scheduler", "127.0.0.1:1", *argv], environ={}) == ExitCode.USAGE
+    assert f"error: {message}" in capsys.readouterr().err
 
 
 def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:

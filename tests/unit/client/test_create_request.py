@@ -8,7 +8,13 @@ import pytest
 
 import orchestrator_client as oc
 from orchestrator.v1 import task_pb2, task_service_pb2
-from orchestrator_client._requests import TaskFilter, create_task_request, create_task_requests
+from orchestrator_client._requests import (
+    TaskFilter,
+    concurrency_limits,
+    create_task_request,
+    create_task_requests,
+    parse_on_failure,
+)
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -21,6 +27,9 @@ def test_minimal_request_leaves_defaults_to_the_scheduler() -> None:
     assert not request.HasField("backoff")
     assert request.max_attempts == 0
     assert request.priority == 0
+    assert request.on_failure == task_pb2.ON_FAILURE_UNSPECIFIED  # BLOCK, the default
+    assert request.concurrency_key == ""
+    assert not request.HasField("concurrency_limits")
 
 
 def test_every_field_is_carried() -> None:
@@ -112,3 +121,83 @@ def test_filter_parses_states_and_single_strings() -> None:
     request = task_service_pb2.ListTasksRequest(**task_filter.fields())
     assert list(request.states) == [task_pb2.TASK_STATE_FAILED]
     assert dict(request.labels) == {"a": "b"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("skip", task_pb2.ON_FAILURE_SKIP),
+        ("SKIP", task_pb2.ON_FAILURE_SKIP),
+        (" block ", task_pb2.ON_FAILURE_BLOCK),
+        ("on_failure_block", task_pb2.ON_FAILURE_BLOCK),
+        (task_pb2.ON_FAILURE_SKIP, task_pb2.ON_FAILURE_SKIP),
+        (oc.OnFailure.Value("ON_FAILURE_BLOCK"), task_pb2.ON_FAILURE_BLOCK),
+        (task_pb2.ON_FAILURE_UNSPECIFIED, task_pb2.ON_FAILURE_UNSPECIFIED),
+    ],
+)
+def test_on_failure_by_name_or_value(
+    value: str | task_pb2.OnFailure.ValueType, expected: task_pb2.OnFailure.ValueType
+) -> None:
+    assert parse_on_failure(value) == expected
+    assert create_task_request("foo", group="g", on_failure=value).on_failure == expected
+
+
+@pytest.mark.parametrize("value", ["retry", "", "unspecified", "ON_FAILURE_UNSPECIFIED", 7])
+def test_unknown_on_failure_is_refused_with_the_choices(value: str | int) -> None:
+    with pytest.raises(ValueError, match="expected 'block' or 'skip'"):
+        parse_on_failure(value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_failure"):
+        create_task_request("foo", on_failure=value)  # type: ignore[arg-type]
+
+
+def test_concurrency_key_with_both_limits() -> None:
+    request = create_task_request(
+        "fetch", concurrency_key="acme", key_max_running=3, key_max_per_second=0.5
+    )
+    assert request.concurrency_key == "acme"
+    assert request.HasField("concurrency_limits")
+    assert request.concurrency_limits.max_running == 3
+    assert request.concurrency_limits.max_per_second == 0.5
+
+
+def test_one_key_limit_sends_both_the_other_as_no_limit() -> None:
+    # The key's limits are replaced as a whole: the message carries both, 0 for "none".
+    request = create_task_request("fetch", concurrency_key="acme", key_max_per_second=2.0)
+    assert request.concurrency_limits == task_pb2.ConcurrencyLimits(max_per_second=2.0)
+    zero = create_task_request("fetch", concurrency_key="acme", key_max_running=0)
+    assert zero.HasField("concurrency_limits")  # given as 0: removes the key's limits
+    assert zero.concurrency_limits == task_pb2.ConcurrencyLimits()
+
+
+def test_a_key_without_limits_leaves_the_keys_limits_alone() -> None:
+    request = create_task_request("fetch", concurrency_key="acme")
+    assert request.concurrency_key == "acme"
+    assert not request.HasField("concurrency_limits")
+
+
+@pytest.mark.parametrize(
+    "limits", [{"key_max_running": 2}, {"key_max_per_second": 1.0}, {"key_max_running": 0}]
+)
+def test_key_limits_without_a_key_are_refused(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="need a concurrency_key"):
+        create_task_request("fetch", **limits)  # type: ignore[arg-type]
+
+
+def test_batch_items_carry_the_new_fields_and_name_the_bad_item() -> None:
+    requests = create_task_requests(
+        [
+            {"type": "a", "group": "g", "on_failure": "skip"},
+            {"type": "b", "concurrency_key": "k", "key_max_running": 1},
+        ]
+    )
+    assert requests[0].on_failure == task_pb2.ON_FAILURE_SKIP
+    assert requests[1].concurrency_limits.max_running == 1
+    with pytest.raises(ValueError, match=r"tasks\[1\]: key_max_running"):
+        create_task_requests([{"type": "a"}, {"type": "b", "key_max_running": 1}])
+
+
+def test_concurrency_limits_message() -> None:
+    assert concurrency_limits() == task_pb2.ConcurrencyLimits()
+    assert concurrency_limits(4, 0.25) == task_pb2.ConcurrencyLimits(
+        max_running=4, max_per_second=0.25
+    )

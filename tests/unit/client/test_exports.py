@@ -20,9 +20,11 @@ EXPECTED = {
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "OnFailure",
     "OrchestratorError",
     "PermissionDenied",
     "RPCError",
+    "ReasonCode",
     "ResourceExhausted",
     "RetryPolicy",
     "Task",
@@ -54,3 +56,12 @@ def test_exported_classes_claim_the_public_module() -> None:
         module = getattr(member, "__module__", "")
         if isinstance(member, type) and module.startswith("orchestrator_client"):
             assert module == "orchestrator_client", f"{name} is in {module}"
+
+
+def test_reexported_enums_are_the_contracts() -> None:
+    # The enums people pass (on_failure=) or compare (reason.code ==) are the generated ones.
+    from orchestrator.v1 import task_pb2, task_service_pb2
+
+    assert orchestrator_client.OnFailure is task_pb2.OnFailure
+    assert orchestrator_client.ReasonCode is task_service_pb2.ReasonCode
+    assert orchestrator_client.OnFailure.Value("ON_FAILURE_SKIP") == task_pb2.ON_FAILURE_SKIP

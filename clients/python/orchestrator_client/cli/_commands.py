@@ -26,9 +26,11 @@ from ._exit import ExitCode, UsageError
 from ._output import Output
 from ._tables import (
     event_line,
+    explain_view,
     stats_view,
     task_detail,
     task_table,
+    task_type_limits_line,
     task_type_line,
     task_type_table,
     worker_table,
@@ -81,6 +83,9 @@ def _backoff(args: argparse.Namespace) -> Backoff | None:
 async def create(ctx: Context, args: argparse.Namespace) -> int:
     if args.wait_timeout is not None and not args.wait:
         raise UsageError("--wait-timeout needs --wait")
+    has_key_limits = args.key_max_running is not None or args.key_max_per_second is not None
+    if has_key_limits and not args.concurrency_key:
+        raise UsageError("--key-max-running and --key-max-per-second need --concurrency-key")
     payload = dict(args.payload or {})
     payload.update((key, parse_param_value(text)) for key, text in args.params)
     task = await ctx.client.create_task(
@@ -96,6 +101,10 @@ async def create(ctx: Context, args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
         cache=args.cache,
         labels=dict(args.labels),
+        on_failure=args.on_failure,
+        concurrency_key=args.concurrency_key,
+        key_max_running=args.key_max_running,
+        key_max_per_second=args.key_max_per_second,
     )
     if not args.wait:
         ctx.out.show(task, task_detail)
@@ -114,6 +123,11 @@ async def create(ctx: Context, args: argparse.Namespace) -> int:
 
 async def get(ctx: Context, args: argparse.Namespace) -> int:
     ctx.out.show(await ctx.client.get_task(args.id), task_detail)
+    return ExitCode.OK
+
+
+async def explain(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.out.show(await ctx.client.explain_task(args.id), explain_view)
     return ExitCode.OK
 
 
@@ -198,16 +212,19 @@ async def watch(ctx: Context, args: argparse.Namespace) -> int:
     return _outcome(last.task)
 
 
-async def task_types(ctx: Context, args: argparse.Namespace) -> int:
+async def _all_task_types(client: AsyncClient) -> list[admin_service_pb2.TaskType]:
     found: list[admin_service_pb2.TaskType] = []
     page_token = ""
     while True:
-        page = await ctx.client.list_task_types(page_size=MAX_PAGE_SIZE, page_token=page_token)
+        page = await client.list_task_types(page_size=MAX_PAGE_SIZE, page_token=page_token)
         found.extend(page.task_types)
         page_token = page.next_page_token
         if not page_token:
-            break
-    response = admin_service_pb2.ListTaskTypesResponse(task_types=found)
+            return found
+
+
+async def task_types(ctx: Context, args: argparse.Namespace) -> int:
+    response = admin_service_pb2.ListTaskTypesResponse(task_types=await _all_task_types(ctx.client))
     ctx.out.show(response, lambda r: task_type_table(r.task_types))
     return ExitCode.OK
 
@@ -219,6 +236,31 @@ async def pause(ctx: Context, args: argparse.Namespace) -> int:
 
 async def resume(ctx: Context, args: argparse.Namespace) -> int:
     ctx.out.show(await ctx.client.resume_task_type(args.type), task_type_line)
+    return ExitCode.OK
+
+
+async def limits(ctx: Context, args: argparse.Namespace) -> int:
+    """Set one or both limits of a type; the one not given keeps its current value.
+
+    SetTaskTypeLimits replaces both, so the current limits are read first (a change made
+    by someone else in between is overwritten, as with any read-then-write by hand).
+    """
+    if args.max_running is None and args.max_per_second is None:
+        raise UsageError("give --max-running, --max-per-second or both (0 removes a limit)")
+    max_running, max_per_second = args.max_running, args.max_per_second
+    if max_running is None or max_per_second is None:
+        current = next(
+            (t.limits for t in await _all_task_types(ctx.client) if t.name == args.type),
+            task_pb2.ConcurrencyLimits(),
+        )
+        if max_running is None:
+            max_running = current.max_running
+        if max_per_second is None:
+            max_per_second = current.max_per_second
+    task_type = await ctx.client.set_task_type_limits(
+        args.type, max_running=max_running, max_per_second=max_per_second
+    )
+    ctx.out.show(task_type, task_type_limits_line)
     return ExitCode.OK
 
 
@@ -256,9 +298,11 @@ COMMANDS: dict[str, Command] = {
     "cancel": cancel,
     "retry": retry,
     "watch": watch,
+    "explain": explain,
     "types": task_types,
     "pause": pause,
     "resume": resume,
+    "limits": limits,
     "workers": workers,
     "stats": stats,
 }

@@ -9,6 +9,7 @@ parses; ``_commands`` checks what depends on several options at once.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,6 +76,32 @@ def _positive_seconds(text: str) -> float:
 positive_seconds = _argument(_positive_seconds, "seconds")
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must be 0 (no limit) or more, got {value}")
+    return value
+
+
+non_negative_int = _argument(_non_negative_int, "count")
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of starts per second, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be 0 (no limit) or more, got {text!r}")
+    return value
+
+
+rate = _argument(_rate, "rate")
+
+
 def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     parser = EnvArgumentParser(
         prog="taskctl",
@@ -134,11 +161,13 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     command("cancel", "stop a task; it stays, as CANCELLED").add_argument("id")
     command("retry", "put a FAILED or CANCELLED task back to PENDING").add_argument("id")
     command("watch", "print each change of a task until it ends").add_argument("id")
-    command("types", "task types with their state and counts")
+    command("explain", "why a task is not running now").add_argument("id")
+    command("types", "task types with their state, limits and counts")
     command("pause", "stop leasing tasks of a type").add_argument("type")
     command("resume", "lease tasks of a type again").add_argument("type")
+    _add_limits(command("limits", "set how many tasks of a type run at once and start per second"))
     command("workers", "workers connected now")
-    command("stats", "counts per state and type, retries, throughput")
+    command("stats", "counts per state and type, retries, throughput, lateness")
     return parser
 
 
@@ -174,6 +203,30 @@ def _add_create(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backoff-max", type=duration, metavar="DURATION")
     parser.add_argument("--backoff-jitter", type=float, metavar="FRACTION")
     parser.add_argument("--group", default="", help="run one at a time with its group")
+    parser.add_argument(
+        "--on-failure",
+        choices=("block", "skip"),
+        help="if the task ends FAILED, its group waits for it (block, the default) or goes on",
+    )
+    parser.add_argument(
+        "--concurrency-key",
+        default="",
+        metavar="KEY",
+        help="run within the limits of this key, shared across types",
+    )
+    parser.add_argument(
+        "--key-max-running",
+        type=non_negative_int,
+        metavar="N",
+        help="the key's limit of tasks running at once (0: none); needs --concurrency-key",
+    )
+    parser.add_argument(
+        "--key-max-per-second",
+        type=rate,
+        metavar="R",
+        help="the key's limit of starts a second (0: none); with only one of the two key "
+        "limits given, the other is set to 0",
+    )
     parser.add_argument(
         "--idempotency-key", default="", metavar="KEY", help="a repeat returns the first task"
     )
@@ -242,3 +295,20 @@ def _add_delete_all(parser: argparse.ArgumentParser) -> None:
         "--all", action="store_true", help="no filter: every task (needs --yes as well)"
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("type", help="a task type (see `taskctl types`)")
+    parser.add_argument(
+        "--max-running",
+        type=non_negative_int,
+        metavar="N",
+        help="at most N running at once, across schedulers; 0 removes the limit",
+    )
+    parser.add_argument(
+        "--max-per-second",
+        type=rate,
+        metavar="R",
+        help="at most R starts a second (0.1: one every 10s); 0 removes the limit",
+    )
+    parser.epilog = "Give one or both; a limit not given keeps its current value."
