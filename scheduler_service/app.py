@@ -62,7 +62,9 @@ class SchedulerApp:
         self.feed = ChangeFeed(self.store, self.clock, config.poll_interval)
         self.reaper = LeaseReaper(self.store, self.dispatcher, self.metrics, config.reap_interval)
         self.types = KnownTaskTypes(self.store)
-        self.tasks = TaskOperations(self.store, self.dispatcher, self.types, self.metrics)
+        self.tasks = TaskOperations(
+            self.store, self.dispatcher, self.types, self.metrics, self.clock
+        )
         limits = config.limits
         self.grpc = GrpcServer(
             TaskServicer(self.tasks, self.feed, self.clock, limits, self.metrics),

@@ -64,6 +64,17 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             next_page_token=page_tokens.encode(page[-1].name, "task_types") if more else "",
         )
 
+    @unary
+    async def SetTaskTypeLimits(
+        self, request: pb.SetTaskTypeLimitsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskType:
+        validation.require_type("type", request.type)
+        limits = validation.concurrency_limits("limits", request.limits)
+        record = await self.store.set_task_type_limits(request.type, limits)
+        self.dispatcher.wake()  # a raised limit may let waiting tasks go at once
+        workers = await self._workers_by_type()
+        return codec.task_type_message(record, workers.get(request.type, 0))
+
     async def _set_paused(self, field: str, name: str, paused: bool) -> pb.TaskType:
         validation.require_type(field, name)
         record = await self.store.set_task_type_paused(name, paused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
@@ -11,6 +12,7 @@ from orchestrator_client.convert import (
     timestamp_from_micros,
 )
 
+from ..domain.explain import Explanation
 from ..domain.model import (
     AttemptRecord,
     Change,
@@ -59,6 +61,8 @@ def task_message(
         revision=task.revision,
         worker_id=task.worker_id,
         lease_id=task.lease_id,
+        on_failure=task_pb2.OnFailure.ValueType(int(task.on_failure)),
+        concurrency_key=task.concurrency_key,
     )
     if task.started_at is not None:
         message.started_at.CopyFrom(timestamp_from_micros(task.started_at))
@@ -70,6 +74,10 @@ def task_message(
             message.result.CopyFrom(struct_from_json(task.result_json))
         for attempt in attempts or ():
             message.attempt_history.append(attempt_message(attempt))
+        first = attempts[0] if attempts else None
+        if first is not None and first.due_at is not None and first.finished_at is not None:
+            # Lateness of the first start: the worker has reported when it began.
+            message.lateness.CopyFrom(duration_from_micros(first.started_at - first.due_at))
     return message
 
 
@@ -84,6 +92,10 @@ def attempt_message(attempt: AttemptRecord) -> task_pb2.Attempt:
     )
     if attempt.finished_at is not None:
         message.finished_at.CopyFrom(timestamp_from_micros(attempt.finished_at))
+    if attempt.due_at is not None:
+        message.due_at.CopyFrom(timestamp_from_micros(attempt.due_at))
+    if attempt.leased_at is not None:
+        message.leased_at.CopyFrom(timestamp_from_micros(attempt.leased_at))
     return message
 
 
@@ -123,6 +135,9 @@ def task_type_message(record: TaskTypeRecord, connected_workers: int) -> admin_s
         counts=counts_message(record.counts),
         connected_workers=connected_workers,
         first_seen_at=timestamp_from_micros(record.first_seen_at),
+        limits=task_pb2.ConcurrencyLimits(
+            max_running=record.limits.max_running, max_per_second=record.limits.max_per_second
+        ),
     )
 
 
@@ -143,7 +158,7 @@ def worker_message(worker: WorkerRecord) -> admin_service_pb2.Worker:
 
 
 def stats_message(stats: Stats, connected_workers: int) -> admin_service_pb2.GetStatsResponse:
-    return admin_service_pb2.GetStatsResponse(
+    message = admin_service_pb2.GetStatsResponse(
         totals=counts_message(stats.totals),
         by_type=[
             admin_service_pb2.TypeStats(type=name, counts=counts_message(counts))
@@ -161,6 +176,39 @@ def stats_message(stats: Stats, connected_workers: int) -> admin_service_pb2.Get
         throughput_per_second=stats.finished_last_minute / 60.0,
         connected_workers=connected_workers,
     )
+    if stats.lateness:
+        samples = stats.lateness  # ascending
+        message.lateness_p50.CopyFrom(duration_from_micros(_percentile(samples, 0.50)))
+        message.lateness_p99.CopyFrom(duration_from_micros(_percentile(samples, 0.99)))
+        message.lateness_max.CopyFrom(duration_from_micros(samples[-1]))
+        message.lateness_samples = len(samples)
+    return message
+
+
+def _percentile(ascending: Sequence[int], fraction: float) -> int:
+    """Nearest-rank percentile of sorted samples."""
+    rank = max(1, math.ceil(fraction * len(ascending)))
+    return ascending[rank - 1]
+
+
+def explanation_message(
+    task: TaskRecord, explanation: Explanation, now: Micros
+) -> task_service_pb2.ExplainTaskResponse:
+    message = task_service_pb2.ExplainTaskResponse(
+        task_id=task.id,
+        state=task_pb2.TaskState.ValueType(int(task.visible_state(now))),
+        summary=explanation.summary,
+        tasks_ahead=explanation.tasks_ahead,
+    )
+    for reason in explanation.reasons:
+        item = message.reasons.add(
+            code=task_service_pb2.ReasonCode.ValueType(int(reason.code)),
+            message=reason.message,
+            blocking_task_id=reason.blocking_task_id,
+        )
+        if reason.until is not None:
+            item.until.CopyFrom(timestamp_from_micros(reason.until))
+    return message
 
 
 def lease_message(lease: Lease) -> worker_service_pb2.Lease:

@@ -169,6 +169,15 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         task = await self.tasks.retry(validation.require_task_id("id", request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
+    @unary
+    async def ExplainTask(
+        self,
+        request: task_service_pb2.ExplainTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> task_service_pb2.ExplainTaskResponse:
+        task, explanation = await self.tasks.explain(validation.require_task_id("id", request.id))
+        return codec.explanation_message(task, explanation, self.clock.now())
+
     @server_stream
     async def WatchTask(
         self,

@@ -21,7 +21,16 @@ from orchestrator_client.protocol import TASK_TYPE_PATTERN
 
 from ..domain.errors import InvalidArgument
 from ..domain.ids import is_valid_id
-from ..domain.model import MICROS_PER_SECOND, Backoff, Micros, TaskFilter, TaskSpec, TaskState
+from ..domain.model import (
+    MICROS_PER_SECOND,
+    Backoff,
+    ConcurrencyLimits,
+    Micros,
+    OnFailure,
+    TaskFilter,
+    TaskSpec,
+    TaskState,
+)
 
 TYPE_PATTERN = re.compile(TASK_TYPE_PATTERN)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
@@ -175,6 +184,18 @@ def task_spec(
             f + "idempotency_key", f"must be at most {limits.max_key_length} characters"
         )
     labels = labels_map(f + "labels", request.labels, limits)
+    if request.on_failure not in _ON_FAILURE:
+        raise InvalidArgument(
+            f + "on_failure", f"unknown value {request.on_failure}; use ON_FAILURE_BLOCK or "
+            "ON_FAILURE_SKIP"
+        )  # fmt: skip
+    key_limits = None
+    if request.concurrency_key:
+        require_name(f + "concurrency_key", request.concurrency_key, limits)
+    if request.HasField("concurrency_limits"):
+        if not request.concurrency_key:
+            raise InvalidArgument(f + "concurrency_limits", "needs a concurrency_key to apply to")
+        key_limits = concurrency_limits(f + "concurrency_limits", request.concurrency_limits)
     return TaskSpec(
         type=type_name,
         payload_json=payload,
@@ -188,7 +209,34 @@ def task_spec(
         cache=request.cache,
         labels=labels,
         client=client,
+        on_failure=_ON_FAILURE[request.on_failure],
+        concurrency_key=request.concurrency_key,
+        key_limits=key_limits,
     )
+
+
+_ON_FAILURE = {
+    task_pb2.ON_FAILURE_UNSPECIFIED: OnFailure.BLOCK,
+    task_pb2.ON_FAILURE_BLOCK: OnFailure.BLOCK,
+    task_pb2.ON_FAILURE_SKIP: OnFailure.SKIP,
+}
+MAX_LIMIT = 1_000_000
+
+
+def concurrency_limits(field: str, message: task_pb2.ConcurrencyLimits) -> ConcurrencyLimits:
+    """Limits of a type or a key: 0 (no limit) to a million running, or starts per second."""
+    if not 0 <= message.max_running <= MAX_LIMIT:
+        raise InvalidArgument(
+            field + ".max_running", f"must be between 0 and {MAX_LIMIT}, got {message.max_running}"
+        )
+    rate = message.max_per_second
+    if not (math.isfinite(rate) and 0 <= rate <= MAX_LIMIT):
+        raise InvalidArgument(
+            field + ".max_per_second", f"must be between 0 and {MAX_LIMIT}, got {rate}"
+        )
+    if 0 < rate < 0.001:
+        raise InvalidArgument(field + ".max_per_second", "must be 0 (no limit) or at least 0.001")
+    return ConcurrencyLimits(message.max_running, rate)
 
 
 def _backoff(field: str, request: task_service_pb2.CreateTaskRequest, limits: Limits) -> Backoff:

@@ -20,7 +20,7 @@ import grpc
 
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc
-from orchestrator_client.convert import duration_from_micros
+from orchestrator_client.convert import duration_from_micros, micros_from_timestamp
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 
 from ..domain.clock import Clock
@@ -193,12 +193,16 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     def _attempt_end(self, result: pb.TaskResult) -> AttemptEnd:
         """A worker's result as an AttemptEnd; a malformed result counts as a failure."""
+        started = (
+            micros_from_timestamp(result.started_at) if result.HasField("started_at") else None
+        )
         outcome = _OUTCOMES.get(result.outcome)
         if outcome is None:
             return AttemptEnd(
                 result.lease_id,
                 AttemptOutcome.FAILED,
                 error=f"worker sent a result with unknown outcome {result.outcome}",
+                started_at=started,
             )
         if outcome != AttemptOutcome.SUCCEEDED:
             return AttemptEnd(
@@ -206,12 +210,15 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 outcome,
                 error=result.error[:4096],
                 retryable=not result.non_retryable,
+                started_at=started,
             )
         problem = _result_problem(result.result_json, self.limits.max_payload_bytes)
         if problem:
-            return AttemptEnd(result.lease_id, AttemptOutcome.FAILED, error=problem)
+            return AttemptEnd(
+                result.lease_id, AttemptOutcome.FAILED, error=problem, started_at=started
+            )
         text = result.result_json.decode() if result.result_json else "{}"
-        return AttemptEnd(result.lease_id, outcome, result_json=text)
+        return AttemptEnd(result.lease_id, outcome, result_json=text, started_at=started)
 
 
 def _result_problem(raw: bytes, limit: int) -> str:

@@ -27,6 +27,9 @@ class TaskState(enum.IntEnum):
     SUCCEEDED = 4
     FAILED = 5
     CANCELLED = 6
+    #: Stored only: a grouped task waiting for an earlier task of its group. Never shown:
+    #: it reads as SCHEDULED or PENDING (see :meth:`TaskRecord.visible_state`).
+    WAITING = 7
 
     @property
     def is_terminal(self) -> bool:
@@ -37,6 +40,38 @@ TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CA
 
 #: The stored state of every task waiting to run (shown as SCHEDULED or PENDING).
 QUEUED = TaskState.PENDING
+#: Stored states that read as SCHEDULED or PENDING depending on ``due_at``.
+WAITING_STATES = frozenset({QUEUED, TaskState.WAITING})
+
+
+class OnFailure(enum.IntEnum):
+    """What a group does when one of its tasks ends FAILED (``orchestrator.v1.OnFailure``)."""
+
+    BLOCK = 1
+    SKIP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimits:
+    """At most ``max_running`` at once and ``max_per_second`` starts; 0 means no limit."""
+
+    max_running: int = 0
+    max_per_second: float = 0.0
+
+    @property
+    def is_set(self) -> bool:
+        return self.max_running > 0 or self.max_per_second > 0
+
+    def rate_window(self) -> tuple[int, Micros]:
+        """The sliding window of the rate limit: at most ``count`` starts per ``window``.
+
+        ``max_per_second`` R >= 1 allows floor(R) starts per window of floor(R)/R seconds;
+        below 1 it allows one start per 1/R seconds. Either way no window of that length
+        ever holds more starts, and the long-run rate never exceeds R.
+        """
+        rate = self.max_per_second
+        count = max(1, int(rate))
+        return count, int(count / rate * MICROS_PER_SECOND)
 
 
 class AttemptOutcome(enum.IntEnum):
@@ -77,6 +112,9 @@ class TaskSpec:
     cache: bool
     labels: Mapping[str, str]
     client: str
+    on_failure: OnFailure = OnFailure.BLOCK
+    concurrency_key: str = ""
+    key_limits: ConcurrencyLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +146,12 @@ class TaskRecord:
     revision: int
     worker_id: str
     lease_id: str
+    on_failure: OnFailure = OnFailure.BLOCK
+    concurrency_key: str = ""
 
     def visible_state(self, now: Micros) -> TaskState:
-        if self.state == QUEUED and self.due_at > now:
-            return TaskState.SCHEDULED
+        if self.state in WAITING_STATES:
+            return TaskState.SCHEDULED if self.due_at > now else TaskState.PENDING
         return self.state
 
 
@@ -120,10 +160,13 @@ class AttemptRecord:
     number: int
     worker_id: str
     lease_id: str
+    #: When the handler started, as the worker reported it (the lease time until then).
     started_at: Micros
     finished_at: Micros | None
     outcome: AttemptOutcome
     error: str
+    due_at: Micros | None = None
+    leased_at: Micros | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +234,8 @@ class AttemptEnd:
     result_json: str | None = None
     error: str = ""
     retryable: bool = True
+    #: When the handler started, as the worker reports it.
+    started_at: Micros | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +263,20 @@ class ClaimRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    """Leases per request, and when a rate limit that held tasks back frees up."""
+
+    leases: list[list[Lease]]
+    retry_at: Micros | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskTypeRecord:
     name: str
     paused: bool
     first_seen_at: Micros
     counts: Mapping[TaskState, int]
+    limits: ConcurrencyLimits = ConcurrencyLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +303,8 @@ class Stats:
     over_retry_limit: int
     most_retried: tuple[tuple[str, str, int, int], ...]
     finished_last_minute: int
+    #: Handler start minus due time of the most recent starts, ascending.
+    lateness: tuple[Micros, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

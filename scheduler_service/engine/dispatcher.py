@@ -209,8 +209,8 @@ class Dispatcher:
             ClaimRequest(s.session_id, s.worker_id, s.types, s.credit, self.lease_ttl)
             for s in wanting
         ]
-        granted = await self._store.claim(requests)
-        for session, leases in zip(wanting, granted, strict=True):
+        outcome = await self._store.claim(requests)
+        for session, leases in zip(wanting, outcome.leases, strict=True):
             if not leases:
                 continue
             if session.closed.is_set():
@@ -232,7 +232,10 @@ class Dispatcher:
                     },
                 )
         if any(s.wants_work for s in wanting):
-            return await self._store.next_due_at()
+            # Wake for the next task to become due, or for a rate window to free up.
+            due = await self._store.next_due_at()
+            times = [t for t in (due, outcome.retry_at) if t is not None]
+            return min(times) if times else None
         return None
 
     # -- shutdown ----------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..domain.clock import Clock
 from ..domain.errors import InvalidArgument, NotFound
+from ..domain.explain import Explanation, explain
 from ..domain.model import AttemptRecord, TaskFilter, TaskRecord, TaskSpec
 from ..store.base import TaskStore
 from .dispatcher import Dispatcher
@@ -33,7 +35,9 @@ class TaskOperations:
         dispatcher: Dispatcher,
         types: KnownTaskTypes,
         metrics: SchedulerMetrics,
+        clock: Clock,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._dispatcher = dispatcher
         self._types = types
@@ -102,3 +106,11 @@ class TaskOperations:
 
     async def retry(self, task_id: str) -> TaskRecord:
         return await self._store.retry_task(task_id)
+
+    async def explain(self, task_id: str) -> tuple[TaskRecord, Explanation]:
+        now = self._clock.now()
+        # Workers whose row is fresher than two lease periods are alive (see ListWorkers).
+        facts = await self._store.explain_facts(task_id, now - 2 * self._dispatcher.lease_ttl)
+        if facts is None:
+            raise NotFound(f"task {task_id} not found")
+        return facts.task, explain(facts, now)

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from ..domain.explain import ExplainFacts
 from ..domain.model import (
     AttemptEnd,
     AttemptRecord,
+    ClaimOutcome,
     ClaimRequest,
+    ConcurrencyLimits,
     EndedAttempt,
-    Lease,
     LeaseRef,
     Micros,
     Stats,
@@ -74,9 +76,10 @@ class TaskStore(Protocol):
         """Raises NotFound, or FailedPrecondition unless the task is FAILED or CANCELLED."""
 
     # -- leasing, for the engine ---------------------------------------------------------
-    async def claim(self, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
+    async def claim(self, requests: Sequence[ClaimRequest]) -> ClaimOutcome:
         """Lease due tasks to each requesting session (up to its limit), highest claim
-        priority first; answers the leases per request, in order."""
+        priority first, within paused types, groups and limits; answers the leases per
+        request, in order, and when a rate limit that held tasks back frees up."""
 
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
         """Apply attempt results; a result whose lease is not current is refused."""
@@ -101,12 +104,17 @@ class TaskStore(Protocol):
     async def register_task_types(self, names: Sequence[str]) -> None: ...
     async def task_type_names(self) -> set[str]: ...
     async def set_task_type_paused(self, name: str, paused: bool) -> TaskTypeRecord: ...
+    async def set_task_type_limits(
+        self, name: str, limits: ConcurrencyLimits
+    ) -> TaskTypeRecord: ...
     async def list_task_types(self, only: str | None = None) -> list[TaskTypeRecord]: ...
     async def add_worker(self, worker: WorkerRecord) -> None: ...
     async def remove_worker(self, session_id: str) -> None: ...
     async def set_worker_draining(self, session_id: str) -> None: ...
     async def list_workers(self, seen_since: Micros) -> list[WorkerRecord]: ...
     async def stats(self) -> Stats: ...
+    async def explain_facts(self, task_id: str, workers_seen_since: Micros) -> ExplainFacts | None:
+        """What ExplainTask needs to know about a task, read in one snapshot."""
 
     # -- change feed, for watchers ---------------------------------------------------------
     async def revision(self) -> int: ...

@@ -22,14 +22,15 @@ def filter_sql(flt: TaskFilter, now: Micros) -> tuple[str, list[Any]]:
         )
         queued_scheduled = TaskState.SCHEDULED in flt.states
         queued_pending = TaskState.PENDING in flt.states
+        # Queued and group-waiting tasks read as SCHEDULED or PENDING by their due time.
         if queued_scheduled and queued_pending:
-            stored.append(QUEUED)
+            stored.extend([QUEUED, TaskState.WAITING])
         elif queued_scheduled:
-            ors.append("(state = ? AND due_at > ?)")
-            params.extend([int(QUEUED), now])
+            ors.append("(state IN (2, 7) AND due_at > ?)")
+            params.append(now)
         elif queued_pending:
-            ors.append("(state = ? AND due_at <= ?)")
-            params.extend([int(QUEUED), now])
+            ors.append("(state IN (2, 7) AND due_at <= ?)")
+            params.append(now)
         if stored:
             ors.append(f"state IN ({placeholders(len(stored))})")
             params.extend(int(s) for s in stored)

@@ -21,16 +21,17 @@ from ...domain.model import (
     EndedAttempt,
     Lease,
     Micros,
+    OnFailure,
+    TaskState,
 )
 from ...domain.transitions import RunningTask, Transition
+from .claims import ClaimLimits, choose
 from .counts import Shape
+from .groups import promote_next
 from .rows import placeholders
 from .writer import Tx
 
 Decide = Callable[[RunningTask, AttemptEnd, Micros], Transition]
-
-# SQLite allows 500 terms in a compound SELECT; stay well below.
-_TYPES_PER_QUERY = 100
 
 
 class _Running(NamedTuple):
@@ -46,13 +47,8 @@ class _Running(NamedTuple):
     attempt_seq: int
     priority: int
     type: str
-
-
-_CLAIM_ONE_TYPE = (
-    "SELECT * FROM (SELECT id, claim_key FROM tasks "
-    "WHERE state = 2 AND type = ? AND claim_key <= ? AND due_at <= ? "
-    "ORDER BY claim_key LIMIT ?)"
-)
+    grp: str
+    on_failure: int
 
 
 @dataclass
@@ -60,35 +56,24 @@ class LeaseWrites:
     decide: Decide
     priority_aging: Micros
 
-    async def claim(self, tx: Tx, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
-        """Lease due tasks to each request in turn, in claim-key order.
+    async def claim(
+        self, tx: Tx, requests: Sequence[ClaimRequest]
+    ) -> list[tuple[list[Lease], Micros | None]]:
+        """Lease due tasks to each request in turn (see :mod:`.claims` for the rules).
 
-        Candidates come from one small indexed query per type (a UNION ALL), because a
-        single ``type IN (...) ORDER BY claim_key`` would sort every queued task of those
-        types. Tasks taken by an earlier request of the batch are RUNNING by the time the
-        next request looks, so no task is leased twice.
+        Tasks taken by an earlier request of the batch are RUNNING by the time the next
+        request looks, so no task is leased twice. Answers each request's leases and when a
+        rate limit that held tasks back frees up.
         """
-        async with tx.conn.execute("SELECT name FROM task_types WHERE paused = 1") as cursor:
-            paused = {row[0] for row in await cursor.fetchall()}
+        limits = await ClaimLimits.load(tx)
         answers: list[list[Lease]] = []
         for request in requests:
-            types = sorted(request.types - paused)
-            if request.limit <= 0 or not types:
-                answers.append([])
-                continue
-            candidates: list[tuple[Micros, str]] = []
-            for start in range(0, len(types), _TYPES_PER_QUERY):
-                chunk = types[start : start + _TYPES_PER_QUERY]
-                sql = " UNION ALL ".join([_CLAIM_ONE_TYPE] * len(chunk))
-                params: list[object] = []
-                for name in chunk:
-                    params.extend([name, tx.now, tx.now, request.limit])
-                async with tx.conn.execute(sql, params) as cursor:
-                    candidates.extend((row[1], row[0]) for row in await cursor.fetchall())
-            candidates.sort()
-            chosen = [task_id for _, task_id in candidates[: request.limit]]
-            answers.append(await self._lease(tx, request, chosen) if chosen else [])
-        return answers
+            chosen = await choose(tx, request, limits) if request.limit > 0 else []
+            answers.append(
+                await self._lease(tx, request, [c.task_id for c in chosen]) if chosen else []
+            )
+        await limits.save(tx)
+        return [(leases, limits.retry_at) for leases in answers]
 
     async def _lease(self, tx: Tx, request: ClaimRequest, task_ids: list[str]) -> list[Lease]:
         revision = await tx.revision()
@@ -101,7 +86,7 @@ class LeaseWrites:
                     updated_at = ?, revision = ?
                 WHERE state = 2 AND id IN ({placeholders(len(task_ids))})
                 RETURNING id, type, payload, lease_id, attempts, attempt_seq, max_attempts,
-                    timeout, created_at, labels""",
+                    timeout, created_at, labels, due_at""",
             [
                 request.worker_id,
                 request.session_id,
@@ -118,10 +103,11 @@ class LeaseWrites:
             tx.counts.changed(
                 Shape(row[1], 2, row[4] - 1, row[6]), Shape(row[1], 3, row[4], row[6])
             )
+        # started_at is the lease time until the worker reports when the handler started.
         await tx.conn.executemany(
-            "INSERT INTO attempts (task_id, number, lease_id, worker_id, started_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(row[0], row[5], row[3], request.worker_id, now) for row in rows],
+            "INSERT INTO attempts (task_id, number, lease_id, worker_id, started_at, due_at, "
+            "leased_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(row[0], row[5], row[3], request.worker_id, now, row[10], now) for row in rows],
         )
         order = {task_id: i for i, task_id in enumerate(task_ids)}
         rows.sort(key=lambda row: order[row[0]])
@@ -160,7 +146,7 @@ class LeaseWrites:
             async with tx.conn.execute(
                 f"""SELECT lease_id, id, session_id, attempts, max_attempts, backoff_initial,
                         backoff_multiplier, backoff_maximum, backoff_jitter, attempt_seq,
-                        priority, type
+                        priority, type, grp, on_failure
                     FROM tasks WHERE state = 3 AND lease_id IN ({placeholders(len(chunk))})""",
                 chunk,
             ) as cursor:
@@ -171,6 +157,7 @@ class LeaseWrites:
         revision = await tx.revision()
         now = tx.now
         task_updates, attempt_updates, answers = [], [], []
+        groups: list[str] = []
         for end in ends:
             row = current.pop(end.lease_id, None)  # pop: a duplicate report is refused
             if row is None:
@@ -201,7 +188,12 @@ class LeaseWrites:
                 Shape(row.type, 3, row.attempts, row.max_attempts),
                 Shape(row.type, int(change.state), change.attempts, row.max_attempts),
             )
-            attempt_updates.append((now, int(end.outcome), end.error, row.task_id, row.attempt_seq))
+            attempt_updates.append(
+                (now, int(end.outcome), end.error, end.started_at, now, row.task_id,
+                 row.attempt_seq)
+            )  # fmt: skip
+            if row.grp and _leaves_group(change.state, row.on_failure):
+                groups.append(row.grp)
             answers.append(
                 EndedAttempt(
                     lease_id=end.lease_id,
@@ -221,11 +213,14 @@ class LeaseWrites:
                WHERE id = ? AND lease_id = ? AND state = 3""",
             task_updates,
         )
+        # The worker's start time is kept only if it is plausible (between lease and now).
         await tx.conn.executemany(
-            "UPDATE attempts SET finished_at = ?, outcome = ?, error = ? "
-            "WHERE task_id = ? AND number = ?",
+            """UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3,
+                   started_at = CASE WHEN ?4 BETWEEN leased_at AND ?5 THEN ?4 ELSE started_at END
+               WHERE task_id = ?6 AND number = ?7""",
             attempt_updates,
         )
+        await promote_next(tx, groups, self.priority_aging)
         return answers
 
     async def heartbeat(
@@ -288,6 +283,13 @@ class LeaseWrites:
             ends = [AttemptEnd(lease_id, outcome, error=error) for lease_id in lease_ids]
             answers.append(await self.end_attempts(tx, ends) if ends else [])
         return answers
+
+
+def _leaves_group(state: TaskState, on_failure: int) -> bool:
+    """Whether a task in this state no longer holds its group (so the next may run)."""
+    if state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
+        return True
+    return state == TaskState.FAILED and on_failure == int(OnFailure.SKIP)
 
 
 def _refused(end: AttemptEnd) -> EndedAttempt:

@@ -10,6 +10,7 @@ from ...domain.model import (
     AttemptOutcome,
     AttemptRecord,
     Backoff,
+    OnFailure,
     TaskRecord,
     TaskState,
     WorkerRecord,
@@ -19,7 +20,7 @@ TASK_COLUMNS = (
     "id, type, payload, state, priority, run_at, due_at, max_attempts, backoff_initial, "
     "backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp, idempotency_key, "
     "cache, client, labels, result, error, attempts, created_at, updated_at, started_at, "
-    "finished_at, revision, worker_id, lease_id"
+    "finished_at, revision, worker_id, lease_id, on_failure, concurrency_key"
 )
 
 # The same columns without payload and result, for lists in the BASIC view.
@@ -27,7 +28,9 @@ TASK_COLUMNS_BASIC = TASK_COLUMNS.replace("payload,", "'' AS payload,").replace(
     "result,", "NULL AS result,"
 )
 
-ATTEMPT_COLUMNS = "number, worker_id, lease_id, started_at, finished_at, outcome, error"
+ATTEMPT_COLUMNS = (
+    "number, worker_id, lease_id, started_at, finished_at, outcome, error, due_at, leased_at"
+)
 
 WORKER_COLUMNS = (
     "session_id, worker_id, scheduler_id, hostname, pid, version, task_types, slots, "
@@ -62,6 +65,8 @@ def task_from_row(row: Sequence[Any]) -> TaskRecord:
         revision=row[25],
         worker_id=row[26],
         lease_id=row[27],
+        on_failure=OnFailure(row[28]),
+        concurrency_key=row[29],
     )
 
 
@@ -74,6 +79,8 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
         finished_at=row[4],
         outcome=AttemptOutcome(row[5]),
         error=row[6],
+        due_at=row[7],
+        leased_at=row[8],
     )
 
 

@@ -17,15 +17,18 @@ import aiosqlite
 
 from ...domain.clock import Clock, SystemClock
 from ...domain.errors import NotFound
+from ...domain.explain import ExplainFacts
 from ...domain.ids import IdGenerator
 from ...domain.model import (
     MICROS_PER_SECOND,
+    WAITING_STATES,
     AttemptEnd,
     AttemptRecord,
     Change,
+    ClaimOutcome,
     ClaimRequest,
+    ConcurrencyLimits,
     EndedAttempt,
-    Lease,
     LeaseRef,
     Micros,
     Stats,
@@ -39,6 +42,7 @@ from ...domain.model import (
 from ...domain.transitions import after_attempt
 from ..base import CommitListener
 from .connection import connect, migrate
+from .explain_facts import read_explain_facts
 from .filters import filter_sql
 from .lease_writes import Decide, LeaseWrites
 from .rows import (
@@ -87,6 +91,7 @@ class SqliteTaskStore:
         self._release = WriteKind("release", leases.release_sessions)
         self._register_types = WriteKind("register_types", _register_types)
         self._pause = WriteKind("pause", _set_paused)
+        self._set_limits = WriteKind("set_limits", _set_limits)
         self._add_worker = WriteKind("add_worker", _add_worker)
         self._remove_worker = WriteKind("remove_worker", _remove_worker)
         self._worker_draining = WriteKind("worker_draining", _worker_draining)
@@ -209,9 +214,11 @@ class SqliteTaskStore:
 
     # -- leasing ---------------------------------------------------------------------------
 
-    async def claim(self, requests: Sequence[ClaimRequest]) -> list[list[Lease]]:
+    async def claim(self, requests: Sequence[ClaimRequest]) -> ClaimOutcome:
         # Submitted together, so that every session's claim lands in one transaction.
-        return list(await asyncio.gather(*(self._w.submit(self._claim, r) for r in requests)))
+        answers = await asyncio.gather(*(self._w.submit(self._claim, r) for r in requests))
+        hints = [retry_at for _, retry_at in answers if retry_at is not None]
+        return ClaimOutcome([leases for leases, _ in answers], min(hints) if hints else None)
 
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
         if not ends:
@@ -231,7 +238,9 @@ class SqliteTaskStore:
 
     async def next_due_at(self) -> Micros | None:
         rows = await self._fetchall(
-            "SELECT min(due_at) FROM tasks INDEXED BY tasks_due WHERE state = 2 AND due_at > ?",
+            # "state IN (2, 7)" restates the partial index's condition so SQLite may use it.
+            "SELECT min(due_at) FROM tasks INDEXED BY tasks_due "
+            "WHERE state IN (2, 7) AND state = 2 AND due_at > ?",
             (self._clock.now(),),
         )
         return rows[0][0] if rows and rows[0][0] is not None else None
@@ -247,6 +256,13 @@ class SqliteTaskStore:
 
     async def set_task_type_paused(self, name: str, paused: bool) -> TaskTypeRecord:
         await self._w.submit(self._pause, (name, paused))
+        return await self._task_type(name)
+
+    async def set_task_type_limits(self, name: str, limits: ConcurrencyLimits) -> TaskTypeRecord:
+        await self._w.submit(self._set_limits, (name, limits))
+        return await self._task_type(name)
+
+    async def _task_type(self, name: str) -> TaskTypeRecord:
         for record in await self.list_task_types(name):
             return record
         raise NotFound(f"task type {name!r} not found")  # pragma: no cover - deleted meanwhile
@@ -255,46 +271,54 @@ class SqliteTaskStore:
         now = self._clock.now()
         where, params = ("WHERE name = ?", [only]) if only else ("", [])
         types = await self._fetchall(
-            f"SELECT name, paused, first_seen_at FROM task_types {where} ORDER BY name", params
+            "SELECT name, paused, first_seen_at, max_running, max_per_second "
+            f"FROM task_types {where} ORDER BY name",
+            params,
         )
         counts = await self._counts(now, only)
         return [
             TaskTypeRecord(
-                name=name, paused=bool(paused), first_seen_at=seen, counts=counts.get(name, {})
+                name=name,
+                paused=bool(paused),
+                first_seen_at=seen,
+                counts=counts.get(name, {}),
+                limits=ConcurrencyLimits(max_running, max_per_second),
             )
-            for name, paused, seen in types
+            for name, paused, seen, max_running, max_per_second in types
         ]
 
     async def _counts(
         self, now: Micros, only: str | None = None
     ) -> dict[str, dict[TaskState, int]]:
-        """Tasks per type and visible state, from the trigger-kept ``task_counts`` table.
+        """Tasks per type and visible state, from the ``task_counts`` table.
 
-        Queued tasks are split into SCHEDULED and PENDING by one range read of the
-        ``tasks_due`` index (not yet due), so nothing scans the tasks table.
+        Queued and group-waiting tasks are split into SCHEDULED and PENDING by one range
+        read of the ``tasks_due`` index (not yet due), so nothing scans the tasks table.
         """
         where, params = ("AND type = ?", [only]) if only else ("", [])
         rows = await self._fetchall(
             f"SELECT type, state, tasks FROM task_counts WHERE tasks > 0 {where}", params
         )
-        scheduled = dict(
+        not_due = dict(
             await self._fetchall(
                 f"""SELECT type, count(*) FROM tasks INDEXED BY tasks_due
-                    WHERE state = 2 AND due_at > ? {where} GROUP BY type""",
+                    WHERE state IN (2, 7) AND due_at > ? {where} GROUP BY type""",
                 [now, *params],
             )
         )
         counts: dict[str, dict[TaskState, int]] = {}
         for type_name, state, count in rows:
             per_type = counts.setdefault(type_name, {})
-            if state == int(TaskState.PENDING):
-                later = scheduled.get(type_name, 0)
-                if later:
-                    per_type[TaskState.SCHEDULED] = later
-                if count - later:
-                    per_type[TaskState.PENDING] = count - later
-            else:
-                per_type[TaskState(state)] = count
+            visible = TaskState(state)
+            if visible in WAITING_STATES:
+                visible = TaskState.PENDING
+            per_type[visible] = per_type.get(visible, 0) + count
+        for type_name, later in not_due.items():
+            per_type = counts.setdefault(type_name, {})
+            per_type[TaskState.PENDING] = per_type.get(TaskState.PENDING, 0) - later
+            per_type[TaskState.SCHEDULED] = later
+            if not per_type[TaskState.PENDING]:
+                del per_type[TaskState.PENDING]
         return counts
 
     async def add_worker(self, worker: WorkerRecord) -> None:
@@ -336,6 +360,13 @@ class SqliteTaskStore:
         (finished,), *_ = await self._fetchall(
             "SELECT count(*) FROM tasks WHERE finished_at > ?", (now - 60 * MICROS_PER_SECOND,)
         )
+        # Handler start minus due time of the latest finished attempts (the worker reported
+        # when it started them).
+        lateness = await self._fetchall(
+            "SELECT started_at - due_at FROM attempts INDEXED BY attempts_leased "
+            "WHERE leased_at IS NOT NULL AND finished_at IS NOT NULL AND due_at IS NOT NULL "
+            "ORDER BY leased_at DESC LIMIT 1000"
+        )
         return Stats(
             totals=totals,
             by_type=by_type,
@@ -343,7 +374,11 @@ class SqliteTaskStore:
             over_retry_limit=over_limit,
             most_retried=tuple(tuple(row) for row in most),
             finished_last_minute=finished,
+            lateness=tuple(sorted(row[0] for row in lateness)),
         )
+
+    async def explain_facts(self, task_id: str, workers_seen_since: Micros) -> ExplainFacts | None:
+        return await read_explain_facts(self._r, task_id, self._clock.now(), workers_seen_since)
 
     # -- change feed -------------------------------------------------------------------------
 
@@ -363,10 +398,7 @@ class SqliteTaskStore:
                     ORDER BY revision, id LIMIT ?)
                 UNION ALL
                 SELECT * FROM (
-                    SELECT revision, task_id, 1, task_id, type,
-                        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                        NULL, NULL
+                    SELECT revision, task_id, 1, task_id, type, {_TOMBSTONE_PADDING}
                     FROM deleted_tasks WHERE (revision, task_id) > (?, ?)
                     ORDER BY revision, task_id LIMIT ?)
                 ORDER BY 1, 2 LIMIT ?""",
@@ -387,6 +419,11 @@ class SqliteTaskStore:
         return int(rows[0][0])
 
 
+# A deletion has only id and type: NULL for the other task columns, so both halves of the
+# change feed's UNION have the same shape.
+_TOMBSTONE_PADDING = ", ".join(["NULL"] * (TASK_COLUMNS.count(",") + 1 - 2))
+
+
 # -- small write handlers ------------------------------------------------------------------
 
 
@@ -401,13 +438,25 @@ async def _register_types(tx: Tx, batches: Sequence[tuple[str, ...]]) -> list[No
 
 async def _set_paused(tx: Tx, requests: Sequence[tuple[str, bool]]) -> list[None]:
     for name, paused in requests:
-        async with tx.conn.execute(
-            "UPDATE task_types SET paused = ? WHERE name = ? RETURNING name",
-            (int(paused), name),
-        ) as cursor:
-            if await cursor.fetchone() is None:
-                raise NotFound(f"task type {name!r} not found")
+        await _update_type(tx, name, "UPDATE task_types SET paused = ?", (int(paused),))
     return [None] * len(requests)
+
+
+async def _set_limits(tx: Tx, requests: Sequence[tuple[str, ConcurrencyLimits]]) -> list[None]:
+    for name, limits in requests:
+        await _update_type(
+            tx,
+            name,
+            "UPDATE task_types SET max_running = ?, max_per_second = ?",
+            (limits.max_running, limits.max_per_second),
+        )
+    return [None] * len(requests)
+
+
+async def _update_type(tx: Tx, name: str, update: str, values: tuple[object, ...]) -> None:
+    async with tx.conn.execute(f"{update} WHERE name = ? RETURNING name", (*values, name)) as cur:
+        if await cur.fetchone() is None:
+            raise NotFound(f"task type {name!r} not found")
 
 
 async def _add_worker(tx: Tx, workers: Sequence[WorkerRecord]) -> list[None]:

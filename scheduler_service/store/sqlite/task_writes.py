@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...domain.errors import FailedPrecondition, NotFound
 from ...domain.ids import IdGenerator
@@ -24,6 +24,7 @@ from ...domain.model import (
 )
 from .counts import Shape
 from .filters import filter_sql
+from .groups import promote_next
 from .rows import TASK_COLUMNS, placeholders, task_from_row
 from .writer import Tx
 
@@ -33,9 +34,16 @@ _INSERT_TASK = """
 INSERT INTO tasks (
     id, type, payload, state, priority, run_at, due_at, claim_key, max_attempts,
     backoff_initial, backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp,
-    idempotency_key, cache, client, labels, created_at, updated_at, revision
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    idempotency_key, cache, client, labels, created_at, updated_at, revision, on_failure,
+    concurrency_key
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
+"""
+
+_UPSERT_KEY_LIMITS = """
+INSERT INTO concurrency_keys (key, max_running, max_per_second, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running,
+    max_per_second = excluded.max_per_second, updated_at = excluded.updated_at
 """
 
 
@@ -54,14 +62,17 @@ class TaskWrites:
         now = tx.now
         made: list[TaskRecord] = []
         rows = []
+        key_limits: dict[str, tuple[str, int, float, Micros]] = {}
         for spec in (spec for specs in batches for spec in specs):
             run_at = spec.run_at if spec.run_at is not None else now
             due_at = max(run_at, now)
+            # A grouped task starts out waiting; promote_next below lets the first one go.
+            state = TaskState.WAITING if spec.group else QUEUED
             record = TaskRecord(
                 id=self.ids.new_id(now // 1000),
                 type=spec.type,
                 payload_json=spec.payload_json,
-                state=QUEUED,
+                state=state,
                 priority=spec.priority,
                 run_at=run_at,
                 due_at=due_at,
@@ -83,18 +94,26 @@ class TaskWrites:
                 revision=revision,
                 worker_id="",
                 lease_id="",
+                on_failure=spec.on_failure,
+                concurrency_key=spec.concurrency_key,
             )
             made.append(record)
             b = spec.backoff
             rows.append(
                 (
-                    record.id, spec.type, spec.payload_json, int(QUEUED), spec.priority,
+                    record.id, spec.type, spec.payload_json, int(state), spec.priority,
                     run_at, due_at, self.claim_key(due_at, spec.priority), spec.max_attempts,
                     b.initial, b.multiplier, b.maximum, b.jitter, spec.timeout, spec.group,
                     spec.idempotency_key, int(spec.cache), spec.client,
                     json.dumps(dict(spec.labels), sort_keys=True), now, now, revision,
+                    int(spec.on_failure), spec.concurrency_key,
                 )
             )  # fmt: skip
+            if spec.key_limits is not None:
+                key_limits[spec.concurrency_key] = (
+                    spec.concurrency_key, spec.key_limits.max_running,
+                    spec.key_limits.max_per_second, now,
+                )  # fmt: skip
         await tx.conn.executemany(_INSERT_TASK, rows)
         existing = await self._first_tasks_by_key(tx, made)
         answers: list[tuple[TaskRecord, bool]] = []
@@ -111,6 +130,17 @@ class TaskWrites:
             await tx.conn.executemany(
                 "INSERT INTO task_labels (task_id, key, value) VALUES (?, ?, ?)", labels
             )
+        if key_limits:
+            await tx.conn.executemany(_UPSERT_KEY_LIMITS, list(key_limits.values()))
+        promoted = await promote_next(
+            tx, (r.group for r, is_new in answers if is_new), self.priority_aging
+        )
+        if promoted:
+            answers = [
+                (replace(r, state=QUEUED, due_at=promoted[r.id]), is_new)
+                if r.id in promoted else (r, is_new)
+                for r, is_new in answers
+            ]  # fmt: skip
         out: list[list[tuple[TaskRecord, bool]]] = []
         position = 0
         for specs in batches:
@@ -193,6 +223,7 @@ class TaskWrites:
             "INSERT INTO deleted_tasks (revision, task_id, type, deleted_at) VALUES (?, ?, ?, ?)",
             [(revision, t.id, t.type, tx.now) for t in tasks],
         )
+        await promote_next(tx, (t.group for t in tasks), self.priority_aging)
 
     async def cancel(
         self, tx: Tx, task_ids: Sequence[str]
@@ -229,6 +260,7 @@ class TaskWrites:
             assert updated is not None
             cancelled = task_from_row(updated)
             tx.counts.changed(shape_of(task), shape_of(cancelled))
+            await promote_next(tx, [task.group], self.priority_aging)
             answers.append((cancelled, lease))
         return answers
 
@@ -253,7 +285,8 @@ class TaskWrites:
                         revision = ?
                     WHERE id = ? RETURNING {TASK_COLUMNS}""",
                 (
-                    int(QUEUED),
+                    # A grouped task queues behind its group's active task, if any.
+                    int(TaskState.WAITING if old.group else QUEUED),
                     tx.now,
                     self.claim_key(tx.now, old.priority),
                     tx.now,
@@ -265,6 +298,9 @@ class TaskWrites:
             assert updated is not None
             revived = task_from_row(updated)
             tx.counts.changed(shape_of(old), shape_of(revived))
+            promoted = await promote_next(tx, [old.group], self.priority_aging)
+            if revived.id in promoted:
+                revived = replace(revived, state=QUEUED, due_at=promoted[revived.id])
             answers.append(revived)
         return answers
 

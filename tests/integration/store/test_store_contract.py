@@ -19,6 +19,7 @@ from scheduler_service.domain.model import (
     AttemptOutcome,
     Backoff,
     ClaimRequest,
+    Lease,
     TaskFilter,
     TaskRecord,
     TaskSpec,
@@ -53,6 +54,11 @@ async def existing_task(store: SqliteTaskStore, task_id: str) -> TaskRecord:
     task = await store.get_task(task_id)
     assert task is not None, f"task {task_id} not found"
     return task
+
+
+async def take(store: SqliteTaskStore, *requests: ClaimRequest) -> list[list[Lease]]:
+    """Claim and answer only the leases per request."""
+    return (await store.claim(list(requests))).leases
 
 
 def claim(session: str = "s1", types: tuple[str, ...] = ("foo",), limit: int = 10) -> ClaimRequest:
@@ -93,12 +99,12 @@ async def test_claim_orders_by_priority_and_not_before_due(
     low = (await store.create_tasks([spec(priority=0)]))[0][0]
     high = (await store.create_tasks([spec(priority=10)]))[0][0]
     later = (await store.create_tasks([spec(run_at=clock.now() + 5_000_000, priority=100)]))[0][0]
-    [leases] = await store.claim([claim(limit=10)])
+    [leases] = await take(store, claim(limit=10))
     assert [lease.task_id for lease in leases] == [high.id, low.id]
     assert (await existing_task(store, later.id)).visible_state(clock.now()) == TaskState.SCHEDULED
     assert await store.next_due_at() == later.due_at
     clock.advance(5)
-    [leases] = await store.claim([claim(limit=10)])
+    [leases] = await take(store, claim(limit=10))
     assert [lease.task_id for lease in leases] == [later.id]
 
 
@@ -108,13 +114,13 @@ async def test_waiting_ages_a_low_priority_task_past_newer_high_ones(
     old_low = (await store.create_tasks([spec(priority=0)]))[0][0]
     clock.advance(11)  # default aging: one point per second of waiting
     (await store.create_tasks([spec(priority=10)]))[0][0]
-    [leases] = await store.claim([claim(limit=1)])
+    [leases] = await take(store, claim(limit=1))
     assert leases[0].task_id == old_low.id
 
 
 async def test_a_task_is_leased_to_one_session_only(store: SqliteTaskStore) -> None:
     await store.create_tasks([spec() for _ in range(5)])
-    results = await asyncio.gather(*(store.claim([claim(f"s{i}", limit=5)]) for i in range(4)))
+    results = await asyncio.gather(*(take(store, claim(f"s{i}", limit=5)) for i in range(4)))
     leased = [lease.task_id for result in results for lease in result[0]]
     assert len(leased) == 5 and len(set(leased)) == 5
 
@@ -122,9 +128,9 @@ async def test_a_task_is_leased_to_one_session_only(store: SqliteTaskStore) -> N
 async def test_paused_types_are_not_claimed(store: SqliteTaskStore) -> None:
     await store.create_tasks([spec(type="bar")])
     await store.set_task_type_paused("bar", True)
-    assert await store.claim([claim(types=("bar",))]) == [[]]
+    assert await take(store, claim(types=("bar",))) == [[]]
     await store.set_task_type_paused("bar", False)
-    assert len((await store.claim([claim(types=("bar",))]))[0]) == 1
+    assert len((await take(store, claim(types=("bar",))))[0]) == 1
     with pytest.raises(NotFound):
         await store.set_task_type_paused("nope", True)
 
@@ -133,7 +139,7 @@ async def test_success_is_recorded_once_and_stale_results_are_refused(
     store: SqliteTaskStore,
 ) -> None:
     task = (await store.create_tasks([spec()]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     [ok] = await store.end_attempts(
         [AttemptEnd(lease.lease_id, AttemptOutcome.SUCCEEDED, '{"r":1}')]
     )
@@ -153,7 +159,7 @@ async def test_failures_back_off_then_fail_with_history(
     task = (await store.create_tasks([spec(max_attempts=3)]))[0][0]
     delays = []
     for attempt in (1, 2, 3):
-        [[lease]] = await store.claim([claim()])
+        [[lease]] = await take(store, claim())
         assert lease.attempt == attempt
         [_ended] = await store.end_attempts(
             [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error=f"boom {attempt}")]
@@ -162,7 +168,7 @@ async def test_failures_back_off_then_fail_with_history(
         if attempt < 3:
             assert stored.visible_state(clock.now()) == TaskState.SCHEDULED
             delays.append(stored.due_at - clock.now())
-            assert await store.claim([claim()]) == [[]]  # not before the backoff ends
+            assert await take(store, claim()) == [[]]  # not before the backoff ends
             clock.advance((stored.due_at - clock.now()) / 1e6)
     assert delays == [1_000_000, 2_000_000]  # jitter 0 in this spec
     assert stored.state == TaskState.FAILED and stored.error == "boom 3"
@@ -178,7 +184,7 @@ async def test_failures_back_off_then_fail_with_history(
 
 async def test_non_retryable_failure_fails_at_once(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(max_attempts=5)]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     await store.end_attempts(
         [AttemptEnd(lease.lease_id, AttemptOutcome.FAILED, error="bad input", retryable=False)]
     )
@@ -187,11 +193,11 @@ async def test_non_retryable_failure_fails_at_once(store: SqliteTaskStore) -> No
 
 async def test_returned_attempt_is_not_counted(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(max_attempts=1)]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.RETURNED)])
     stored = await existing_task(store, task.id)
     assert stored.state == TaskState.PENDING and stored.attempts == 0
-    [[again]] = await store.claim([claim()])
+    [[again]] = await take(store, claim())
     assert again.attempt == 1 and again.lease_id != lease.lease_id
 
 
@@ -199,7 +205,7 @@ async def test_heartbeat_extends_and_names_stale_leases(
     store: SqliteTaskStore, clock: ManualClock
 ) -> None:
     await store.create_tasks([spec(timeout=600_000_000)])
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     clock.advance(20)
     assert await store.heartbeat("s1", [lease.lease_id, "gone"], TTL) == ["gone"]
     clock.advance(20)  # 40 s after the claim, 20 s after the heartbeat: still alive
@@ -211,7 +217,7 @@ async def test_expired_lease_is_reclaimed_as_worker_lost(
     store: SqliteTaskStore, clock: ManualClock
 ) -> None:
     task = (await store.create_tasks([spec()]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     clock.advance(31)
     [ended] = await store.reclaim_expired()
     assert ended.accepted and ended.outcome == AttemptOutcome.WORKER_LOST
@@ -226,7 +232,7 @@ async def test_attempt_past_its_timeout_is_reclaimed_even_with_heartbeats(
     store: SqliteTaskStore, clock: ManualClock
 ) -> None:
     await store.create_tasks([spec(timeout=5_000_000)])
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     clock.advance(3)
     await store.heartbeat("s1", [lease.lease_id], TTL)
     clock.advance(3)
@@ -236,7 +242,7 @@ async def test_attempt_past_its_timeout_is_reclaimed_even_with_heartbeats(
 
 async def test_release_session_returns_its_leases(store: SqliteTaskStore) -> None:
     await store.create_tasks([spec(), spec()])
-    await store.claim([claim("s1", limit=1), claim("s2", limit=1)])
+    await take(store, claim("s1", limit=1), claim("s2", limit=1))
     ended = await store.release_session("s1")
     assert len(ended) == 1 and ended[0].outcome == AttemptOutcome.WORKER_LOST
     running = await store.list_tasks(
@@ -247,7 +253,7 @@ async def test_release_session_returns_its_leases(store: SqliteTaskStore) -> Non
 
 async def test_cancel_running_task_fences_its_lease(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec()]))[0][0]
-    [[lease]] = await store.claim([claim()])
+    [[lease]] = await take(store, claim())
     cancelled, lease_ref = await store.cancel_task(task.id)
     assert cancelled.state == TaskState.CANCELLED
     assert lease_ref is not None and lease_ref.lease_id == lease.lease_id
@@ -265,7 +271,7 @@ async def test_cancel_running_task_fences_its_lease(store: SqliteTaskStore) -> N
 
 async def test_delete_removes_everything_and_leaves_a_tombstone(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(labels={"a": "b"})]))[0][0]
-    [[_lease]] = await store.claim([claim()])
+    [[_lease]] = await take(store, claim())
     deleted = await store.delete_task(task.id)
     assert deleted is not None and deleted[1] is not None
     assert await store.get_task(task.id) is None
@@ -331,7 +337,7 @@ async def test_change_feed_is_ordered_and_complete(store: SqliteTaskStore) -> No
     start = await store.revision()
     a = (await store.create_tasks([spec()]))[0][0]
     b = (await store.create_tasks([spec()]))[0][0]
-    [[lease]] = await store.claim([claim(limit=1)])
+    [[lease]] = await take(store, claim(limit=1))
     changes = await store.changes_since((start, "~"), 100)
     revisions = [c.revision for c in changes]
     assert revisions == sorted(revisions)
@@ -353,7 +359,7 @@ async def test_workers_are_listed_with_in_flight_counts(
     )
     await store.add_worker(record)
     await store.create_tasks([spec(), spec()])
-    await store.claim([claim("s1", limit=2)])
+    await take(store, claim("s1", limit=2))
     [worker] = await store.list_workers(clock.now() - 1)
     assert worker.in_flight == 2 and worker.slots == 4
     clock.advance(10)
@@ -396,7 +402,7 @@ async def test_kept_counts_match_a_recount_after_mixed_operations(
         [spec(type="foo" if i % 2 else "bar", max_attempts=2) for i in range(40)]
     )]  # fmt: skip
     await store.create_tasks([spec(idempotency_key="dup"), spec(idempotency_key="dup")])
-    leases = (await store.claim([claim(types=("foo", "bar"), limit=30)]))[0]
+    leases = (await take(store, claim(types=("foo", "bar"), limit=30)))[0]
     outcomes = [AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.RETURNED]
     ends = [
         AttemptEnd(lease.lease_id, outcomes[i % 3], "{}") for i, lease in enumerate(leases[:24])
@@ -404,7 +410,7 @@ async def test_kept_counts_match_a_recount_after_mixed_operations(
     ends.append(AttemptEnd(leases[24].lease_id, AttemptOutcome.FAILED, retryable=False))
     await store.end_attempts(ends)
     clock.advance(10)
-    again = (await store.claim([claim(types=("foo", "bar"), limit=40)]))[0]
+    again = (await take(store, claim(types=("foo", "bar"), limit=40)))[0]
     await store.end_attempts([AttemptEnd(x.lease_id, AttemptOutcome.FAILED) for x in again[:6]])
     await store.cancel_task(made[-1].id)
     await store.cancel_task(made[-2].id)
@@ -438,7 +444,7 @@ async def test_kept_counts_match_a_recount_after_mixed_operations(
 
 async def test_attempt_histories_of_many_tasks_in_one_read(store: SqliteTaskStore) -> None:
     made = [t for t, _ in await store.create_tasks([spec(), spec(), spec()])]
-    [leases] = await store.claim([claim(limit=2)])
+    [leases] = await take(store, claim(limit=2))
     await store.end_attempts([AttemptEnd(x.lease_id, AttemptOutcome.FAILED) for x in leases])
     histories = await store.get_attempts_of([t.id for t in made])
     assert sorted(len(h) for h in histories.values()) == [0, 1, 1]
