@@ -40,6 +40,13 @@ def build_registry(config: WorkerConfig) -> HandlerRegistry:
     return registry
 
 
+def describe_schedulers(addresses: Sequence[str]) -> str:
+    """``scheduler a:1``, or ``schedulers a:1,b:2 (failover in this order)``."""
+    if len(addresses) == 1:
+        return f"scheduler {addresses[0]}"
+    return f"schedulers {','.join(addresses)} (failover in this order)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = WorkerConfig.from_args(argv, os.environ)
     configure_logging(config.log_level, config.log_format)
@@ -53,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     worker = Worker(config, registry)
     print(
-        f"orchestrator-worker {config.worker_id}: scheduler {config.scheduler}, "
+        f"orchestrator-worker {config.worker_id}: {describe_schedulers(config.schedulers)}, "
         f"{config.slots} slots, types {', '.join(registry.names())}",
         flush=True,
     )

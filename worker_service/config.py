@@ -27,7 +27,8 @@ MAX_WORKER_ID = 128
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    scheduler: str = DEFAULT_SCHEDULER_ADDRESS
+    #: Scheduler addresses (``host:port``) in failover order; see :mod:`worker_service.backoff`.
+    schedulers: tuple[str, ...] = (DEFAULT_SCHEDULER_ADDRESS,)
     worker_id: str = "worker"
     slots: int = 10
     #: Served types; empty means every registered handler.
@@ -48,6 +49,10 @@ class WorkerConfig:
     log_level: str = "info"
     log_format: str = "text"
 
+    def __post_init__(self) -> None:
+        if not self.schedulers:
+            raise ValueError("a worker needs at least one scheduler address")
+
     @classmethod
     def from_args(cls, argv: Sequence[str] | None, environ: Mapping[str, str]) -> WorkerConfig:
         """Parse ``argv`` (flags win) over ``environ`` (``ORCHESTRATOR_*``) over defaults.
@@ -58,7 +63,7 @@ class WorkerConfig:
         parser = build_parser(environ)
         args = parser.parse_args(argv)
         return cls(
-            scheduler=args.scheduler,
+            schedulers=tuple(args.scheduler),
             worker_id=args.worker_id,
             slots=args.slots,
             task_types=tuple(dict.fromkeys(args.task_types)),
@@ -106,9 +111,10 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     add = parser.add_argument
     add(
         "--scheduler",
-        type=_non_empty,
+        type=address_list,
         default=DEFAULT_SCHEDULER_ADDRESS,
-        help="the scheduler's gRPC address, host:port",
+        help="the scheduler's gRPC address, host:port; several, comma-separated, are tried "
+        "in turn (failover between scheduler processes sharing one database)",
     )
     add(
         "--worker-id",
@@ -206,6 +212,24 @@ class _ListAction(argparse.Action):
 
 def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def address_list(text: str) -> list[str]:
+    """``host:port[,host:port...]``: every entry needs a non-empty host and a port 1-65535
+    (``[::1]:50051`` for IPv6); an empty entry (``a:1,,b:2``, a trailing comma) is an error."""
+    entries = [part.strip() for part in text.split(",")]
+    if entries == [""]:
+        raise argparse.ArgumentTypeError("must not be empty")
+    for number, entry in enumerate(entries, 1):
+        if not entry:
+            raise argparse.ArgumentTypeError(
+                f"entry {number} of {len(entries)} is empty, expected host:port"
+            )
+        host, _, port = entry.rpartition(":")
+        valid_port = port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+        if not host or host == "[]" or not valid_port:
+            raise argparse.ArgumentTypeError(f"{entry!r} is not host:port (port 1 to 65535)")
+    return entries
 
 
 def _non_empty(text: str) -> str:

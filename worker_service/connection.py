@@ -84,11 +84,13 @@ class Connection:
         host: ConnectionHost,
         welcome_timeout: float,
     ) -> Connection:
-        """Send ``hello``, wait for ``welcome``. A refusal raises ``grpc.aio.AioRpcError``."""
+        """Send ``hello``, wait for ``welcome``, both within ``welcome_timeout`` (an address
+        that never answers, not even to connect, is given up in time for the next one). A
+        refusal raises ``grpc.aio.AioRpcError``."""
         call = pb_grpc.WorkerServiceStub(channel).Connect()
         try:
-            await call.write(pb.WorkerMessage(hello=hello))
             async with asyncio.timeout(welcome_timeout):
+                await call.write(pb.WorkerMessage(hello=hello))
                 first = await call.read()
         except BaseException:
             call.cancel()

@@ -13,7 +13,10 @@ CANCELLED        ``error`` (the reason)  the scheduler sent ``cancel``
 RETURNED         ``error`` (why)         the worker gives it back unfinished (draining)
 ===============  ======================  ==============================================
 
-``lease_id`` and ``task_id`` are always set. Pure functions: unit-tested without a loop.
+``lease_id`` and ``task_id`` are always set. ``started_at`` (:func:`started_at`) is set on
+every result of a lease whose handler was started, whatever the outcome, and left unset for
+a lease the worker never started (RETURNED for want of a slot or while draining, an unknown
+type, a payload that is not an object). Pure functions: unit-tested without a loop.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 from typing import Any
 
 from orchestrator.v1 import worker_service_pb2 as pb
-from orchestrator_client.convert import dumps_json
+from orchestrator_client.convert import MICROS, dumps_json, timestamp_from_micros
 from orchestrator_client.protocol import MAX_MESSAGE_BYTES
 
 from .errors import PermanentError, TaskFailed
@@ -105,3 +108,9 @@ def cancelled(lease: pb.Lease, reason: str) -> pb.TaskResult:
 
 def returned(lease: pb.Lease, reason: str) -> pb.TaskResult:
     return _result(lease, Outcome.RESULT_OUTCOME_RETURNED, error=_cut(reason))
+
+
+def started_at(result: pb.TaskResult, epoch_seconds: float) -> pb.TaskResult:
+    """Set ``result.started_at`` (wall-clock seconds since the epoch, UTC) and return it."""
+    result.started_at.CopyFrom(timestamp_from_micros(round(epoch_seconds * MICROS)))
+    return result

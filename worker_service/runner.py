@@ -14,6 +14,11 @@ about to take the task back anyway) but the slot stays busy until the function r
 returns. Granting the slot back earlier would let the scheduler start another task while
 the stuck one still holds a thread or a CPU: the worker would run more than ``--slots`` at
 once, the one thing credit-based flow control promises never happens.
+
+``TaskResult.started_at`` is the wall clock right before the handler is invoked: by the
+async task's first step, in the handler's thread, or in the pool's child (which sends its
+start back with the outcome, see :func:`~worker_service.pool_child.call_timed`). See
+:attr:`Job.started_at` for the one case where it is approximate.
 """
 
 from __future__ import annotations
@@ -38,7 +43,12 @@ from orchestrator_client.convert import seconds_from_duration
 from . import results
 from .context import HandlerSettings, TaskContext
 from .errors import TaskFailed
-from .pool_child import ignore_shutdown_signals, signals_blocked
+from .pool_child import (
+    STARTED_AT_ATTRIBUTE,
+    call_timed,
+    ignore_shutdown_signals,
+    signals_blocked,
+)
 from .registry import HandlerKind, HandlerRegistry, RegisteredHandler
 
 log = logging.getLogger(__name__)
@@ -68,6 +78,12 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     #: Set when the handler's work has really ended (see the module docstring).
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Wall clock (``time.time()``) right before the handler was invoked; ``None`` until it
+    #: is. A thread handler's thread sets it; a process handler's child reports it.
+    handler_started: float | None = None
+    #: Process handlers: the pool's future, and when the job was handed to the pool.
+    pool_future: concurrent.futures.Future[Any] | None = None
+    pool_submitted: float | None = None
     _stop: asyncio.Future[tuple[StopReason, str]] | None = None
 
     @property
@@ -85,6 +101,24 @@ class Job:
         if not self.stop_requested.done():
             self.stop_requested.set_result((reason, text))
         self.ctx.cancelled.set()
+
+    def mark_started(self) -> None:
+        """The handler is about to be invoked (called from any thread)."""
+        self.handler_started = time.time()
+
+    @property
+    def started_at(self) -> float | None:
+        """When the handler started (seconds since the epoch); ``None`` if it never did.
+
+        The one approximation: a process handler stopped before its child answered (timed
+        out, cancelled, returned) reports when it was handed to the pool, unless the pool
+        had not taken it yet (then it never runs, and this is ``None``)."""
+        if self.handler_started is not None:
+            return self.handler_started
+        pool_future = self.pool_future
+        if pool_future is not None and not pool_future.cancelled():
+            return self.pool_submitted
+        return None
 
     @property
     def stopped_for(self) -> StopReason | None:
@@ -205,6 +239,9 @@ class TaskRunner:
     async def execute(self, job: Job) -> pb.TaskResult:
         """Run ``job`` until its outcome is known; :attr:`Job.ended` tells when the work ended."""
         result = await self._execute(job)
+        started_at = job.started_at
+        if started_at is not None:
+            results.started_at(result, started_at)
         outcome = pb.ResultOutcome.Name(result.outcome).removeprefix("RESULT_OUTCOME_")
         fields = {"outcome": outcome, "seconds": round(time.monotonic() - job.started, 3)}
         if result.error:
@@ -246,6 +283,10 @@ class TaskRunner:
                 return self._outcome(job, work)
             job.ctx.cancelled.set()
             work.cancel()
+            if job.pool_future is not None:
+                # At once rather than through `work`: a job the pool has not taken yet never
+                # starts, and its result must say so (no started_at).
+                job.pool_future.cancel()
             if registered.kind is HandlerKind.ASYNC:
                 # Let it unwind (its finally blocks run), so that the result and the freed
                 # slot usually leave together in one message.
@@ -280,16 +321,19 @@ class TaskRunner:
         self, registered: RegisteredHandler, payload: dict[str, Any], job: Job
     ) -> asyncio.Future[Any]:
         """Start the handler; :attr:`Job.ended` is set when it has really stopped."""
+        name = f"handler {job.lease.type} {job.lease_id}"
         if registered.kind is HandlerKind.ASYNC:
-            task = asyncio.create_task(
-                registered.func(payload, job.ctx), name=f"handler {job.lease.type} {job.lease_id}"
-            )
+            task = asyncio.create_task(_call_async(job, registered.func, payload), name=name)
             task.add_done_callback(lambda _: job.ended.set())
             return task
         if registered.kind is HandlerKind.THREAD:
-            future = self._executors.submit_thread(registered.func, payload, job.ctx)
+            future = self._executors.submit_thread(_call_in_thread, job, registered.func, payload)
         else:
-            future = self._executors.submit_process(registered.func, payload, job.ctx.info)
+            job.pool_submitted = time.time()
+            future = self._executors.submit_process(
+                call_timed, registered.func, payload, job.ctx.info
+            )
+            job.pool_future = future
         loop = asyncio.get_running_loop()
 
         def ended(_: concurrent.futures.Future[Any]) -> None:
@@ -298,4 +342,30 @@ class TaskRunner:
                 loop.call_soon_threadsafe(job.ended.set)
 
         future.add_done_callback(ended)
+        if registered.kind is HandlerKind.PROCESS:
+            return asyncio.create_task(_child_answer(job, future), name=name)
         return asyncio.wrap_future(future)
+
+
+async def _call_async(job: Job, func: Callable[..., Any], payload: dict[str, Any]) -> Any:
+    job.mark_started()
+    return await func(payload, job.ctx)
+
+
+def _call_in_thread(job: Job, func: Callable[..., Any], payload: dict[str, Any]) -> Any:
+    job.mark_started()
+    return func(payload, job.ctx)
+
+
+async def _child_answer(job: Job, future: concurrent.futures.Future[Any]) -> Any:
+    """The handler's value from the pool's ``(start, value)``; the child's start (also on an
+    exception it raised) becomes the job's."""
+    try:
+        started, value = await asyncio.wrap_future(future)
+    except Exception as exc:
+        started = getattr(exc, STARTED_AT_ATTRIBUTE, None)
+        if isinstance(started, float):
+            job.handler_started = started
+        raise
+    job.handler_started = started
+    return value

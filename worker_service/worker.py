@@ -11,10 +11,13 @@ Lifecycle (``run()``, idempotent ``stop()``):
    new leases (any still arriving are answered RETURNED unstarted), let running tasks finish
    within the grace, stop the rest as RETURNED, send everything, half-close, wait for the
    scheduler to end the stream. After ``stop()`` the worker exits; after a scheduler's
-   ``drain`` it reconnects (to the next scheduler behind the address);
-4. on a broken stream, reconnect with exponential backoff and jitter — except when the
-   scheduler refused the worker (FAILED_PRECONDITION and the like): retrying cannot help,
-   so :class:`SchedulerRejected` ends ``run()``.
+   ``drain`` it reconnects (to the next address of ``--scheduler``, or to the next
+   scheduler behind the one address);
+4. on a failed attempt or a broken stream, reconnect — to the next address of
+   ``--scheduler`` when it lists several, with exponential backoff and jitter per full
+   cycle through the list (see :mod:`worker_service.backoff`) — except when a scheduler
+   refused the worker (FAILED_PRECONDITION and the like): retrying cannot help, so
+   :class:`SchedulerRejected` ends ``run()``.
 
 Slots and credit. ``busy`` counts tasks whose work has not ended; the worker never starts
 a lease when ``busy == slots``. Credit goes back to the scheduler one per slot, only when
@@ -45,7 +48,7 @@ from orchestrator_client.channel import open_channel
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 
 from . import results
-from .backoff import Backoff
+from .backoff import Backoff, Failover
 from .config import WorkerConfig
 from .connection import Connection, StreamEnded
 from .errors import SchedulerRejected
@@ -105,7 +108,9 @@ class Worker:
         self._runner = TaskRunner(
             registry, self._executors, config.handler_settings(), config.worker_id
         )
-        self._backoff = Backoff(max_delay=config.reconnect_max_delay, rng=rng)
+        self._failover = Failover(
+            config.schedulers, Backoff(max_delay=config.reconnect_max_delay, rng=rng)
+        )
         self._extra = {"worker_id": config.worker_id}
         # Leases of the current connection whose result is not sent yet ("held").
         self._jobs: dict[str, Job] = {}
@@ -139,9 +144,10 @@ class Worker:
         self._running = True
         try:
             while not self._stopping.is_set():
+                address = self._failover.address
                 try:
                     try:
-                        await self._connect_and_serve()
+                        await self._connect_and_serve(address)
                     except grpc.aio.AioRpcError as exc:
                         if exc.code() in FATAL_CODES:
                             raise SchedulerRejected(_describe(exc)[1]) from exc
@@ -149,7 +155,7 @@ class Worker:
                 except SchedulerRejected as exc:
                     log.error(
                         "the scheduler at %s refused this worker, not retrying: %s",
-                        self.config.scheduler,
+                        address,
                         exc,
                         extra=self._extra,
                     )
@@ -166,15 +172,20 @@ class Worker:
                     )
                     log.warning(
                         "connection to the scheduler at %s failed: %s",
-                        self.config.scheduler,
+                        address,
                         text,
                         extra=self._extra,
                         exc_info=None if expected else exc,
                     )
                 if self._stopping.is_set():
                     break
-                delay = self._backoff.next_delay()
-                log.info("reconnecting in %.2fs", delay, extra=self._extra)
+                delay = self._failover.next_delay()
+                log.info(
+                    "reconnecting to the scheduler at %s in %.2fs",
+                    self._failover.address,
+                    delay,
+                    extra=self._extra,
+                )
                 await self._until_stopped(asyncio.sleep(delay))
         finally:
             await self._shutdown()
@@ -221,7 +232,7 @@ class Worker:
 
     # One connection.
 
-    async def _connect_and_serve(self) -> None:
+    async def _connect_and_serve(self, address: str) -> None:
         if self._busy >= self.config.slots:
             log.warning(
                 "all %d slots are held by tasks that cannot be stopped; waiting for one",
@@ -230,7 +241,8 @@ class Worker:
             )
             if not await self._until_stopped(self._slot_available()):
                 return
-        channel = open_channel(self.config.scheduler)
+        log.debug("connecting to the scheduler at %s", address, extra=self._extra)
+        channel = open_channel(address)
         # A fresh channel per connection: a channel left in TRANSIENT_FAILURE waits out its
         # own (up to 2 minutes) backoff, which would override ours.
         try:
@@ -239,11 +251,12 @@ class Worker:
             )
             if connection is None:
                 return
-            self._backoff.reset()
+            self._failover.connected()
             welcome = connection.welcome
             log.info(
-                "connected to scheduler %s (session %s, heartbeat every %gs)",
-                welcome.scheduler_id or self.config.scheduler,
+                "connected to scheduler %s at %s (session %s, heartbeat every %gs)",
+                welcome.scheduler_id or "(unnamed)",
+                address,
                 welcome.session_id,
                 connection.heartbeat_interval,
                 extra=self._extra,
@@ -412,6 +425,8 @@ class Worker:
             except Exception as exc:  # a bug in the runner: still answer for the lease
                 log.exception("running the lease failed", extra=self._lease_extra(job.lease))
                 result = results.failed(job.lease, f"worker error: {exc!r}", retryable=True)
+                if job.started_at is not None:
+                    results.started_at(result, job.started_at)
                 job.ended.set()
             self._report(connection, job, result)
             await job.ended.wait()  # the slot stays busy until the work has really ended

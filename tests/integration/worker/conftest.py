@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,25 @@ async def scheduler() -> AsyncIterator[ScriptedServer]:
     try:
         yield server
     finally:
+        await server.stop()
+
+
+MakeScheduler = Callable[[], Awaitable[ScriptedServer]]
+
+
+@pytest.fixture
+async def make_scheduler() -> AsyncIterator[MakeScheduler]:
+    """More scripted schedulers (for failover), each stopped at the end."""
+    servers: list[ScriptedServer] = []
+
+    async def make() -> ScriptedServer:
+        server = ScriptedServer(ScriptedScheduler())
+        servers.append(server)
+        await server.start()
+        return server
+
+    yield make
+    for server in servers:
         await server.stop()
 
 
@@ -49,12 +68,13 @@ StartWorker = Callable[..., RunningWorker]
 async def start_worker(
     scheduler: ScriptedServer, probe: Probe, tmp_path: Path
 ) -> AsyncIterator[StartWorker]:
-    """``start_worker(slots=2, ...)``: a Worker on the probe's handlers, running in a task."""
+    """``start_worker(slots=2, ...)``: a Worker on the probe's handlers, running in a task,
+    connected to ``scheduler`` unless ``schedulers=(...)`` says otherwise."""
     started: list[RunningWorker] = []
 
     def start(registry: HandlerRegistry | None = None, **options: Any) -> RunningWorker:
         config = WorkerConfig(
-            scheduler=scheduler.address,
+            schedulers=tuple(options.pop("schedulers", (scheduler.address,))),
             worker_id="worker-under-test",
             slots=options.pop("slots", 4),
             shutdown_grace=options.pop("shutdown_grace", 1.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from worker_service import TaskInfo, handler
@@ -17,3 +18,9 @@ def die(payload: dict[str, Any], info: TaskInfo) -> dict[str, Any]:
 @handler("whoami", cpu_bound=True)
 def whoami(payload: dict[str, Any], info: TaskInfo) -> dict[str, Any]:
     return {"pid": os.getpid(), "task_id": info.task_id, "attempt": info.attempt}
+
+
+@handler("nap", cpu_bound=True)
+def nap(payload: dict[str, Any], info: TaskInfo) -> dict[str, Any]:
+    time.sleep(payload.get("seconds", 0.0))
+    return {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -191,6 +192,13 @@ class ScriptedServer:
         if self._server is not None:
             await self._server.stop(grace=None)
             self._server = None
+
+
+def dead_address() -> str:
+    """A loopback ``host:port`` nobody listens on (any more): connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def lease(

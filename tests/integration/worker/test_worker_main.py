@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from orchestrator.v1 import worker_service_pb2 as pb
-from tests.integration.worker.doubles import End, FakeStream, ScriptedServer, lease
+from tests.integration.worker.doubles import End, FakeStream, ScriptedServer, dead_address, lease
 from tests.support.processes import ManagedProcess, worker_args
 from worker_service.registry import HandlerRegistry
 
@@ -67,6 +67,26 @@ async def test_sigterm_lets_running_tasks_finish_then_exits_zero(
     out = worker.stdout()
     assert out.startswith(f"orchestrator-worker worker1: scheduler {scheduler.address}, 2 slots")
     assert "Foo t1\n" in out
+
+
+async def test_a_list_of_schedulers_fails_over_to_the_live_one(
+    scheduler: ScriptedServer, spawn: Spawn
+) -> None:
+    dead = dead_address()
+    worker = spawn(f"{dead},{scheduler.address}", "--slots=2")
+    stream = await scheduler.servicer.next_stream(within=STARTUP)
+    stream.lease(lease("t1", "sum2", payload=b'{"first": 2, "second": 3}'))
+    [result], _ = await stream.results(1)
+    assert result.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait_async(STARTUP) == 0
+    assert worker.stdout().startswith(
+        f"orchestrator-worker worker1: schedulers {dead},{scheduler.address} "
+        "(failover in this order), 2 slots"
+    )
+    logs = worker.stderr()
+    assert f"connection to the scheduler at {dead} failed" in logs
+    assert f"connected to scheduler scripted at {scheduler.address}" in logs
 
 
 async def test_a_second_signal_exits_at_once(scheduler: ScriptedServer, spawn: Spawn) -> None:

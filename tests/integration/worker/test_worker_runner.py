@@ -236,3 +236,96 @@ async def test_a_dead_pool_process_fails_the_task_and_the_pool_is_replaced(
     assert not result.non_retryable
     result, _ = await run(runner, lease("c", "whoami"))
     assert result.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+
+
+def started_at(result: pb.TaskResult) -> float | None:
+    """``result.started_at`` in seconds since the epoch, ``None`` when unset."""
+    if not result.HasField("started_at"):
+        return None
+    return result.started_at.seconds + result.started_at.nanos / 1e9
+
+
+async def timed(runner: TaskRunner, message: pb.Lease) -> tuple[pb.TaskResult, float, float]:
+    """The result, with the wall clock before the lease was handed over and after."""
+    before = time.time()
+    result, _ = await run(runner, message)
+    return result, before, time.time()
+
+
+@pytest.mark.parametrize(
+    ("task_type", "body", "seconds", "outcome"),
+    [
+        ("echo", payload(), None, Outcome.RESULT_OUTCOME_SUCCEEDED),
+        ("boom", payload(), None, Outcome.RESULT_OUTCOME_FAILED),
+        ("forever", payload(), 0.05, Outcome.RESULT_OUTCOME_TIMED_OUT),
+        ("blocking", payload(), None, Outcome.RESULT_OUTCOME_SUCCEEDED),  # thread
+        ("cpu_process", payload(iterations=10), None, Outcome.RESULT_OUTCOME_SUCCEEDED),
+        # The child raises: its start crosses back on the exception.
+        ("cpu_process", payload(fail_attempts=1), None, Outcome.RESULT_OUTCOME_FAILED),
+    ],
+)
+async def test_started_at_lies_between_the_lease_and_the_result(
+    runner: TaskRunner,
+    handlers: Handlers,
+    task_type: str,
+    body: bytes,
+    seconds: float | None,
+    outcome: int,
+) -> None:
+    handlers.thread_gate.set()
+    message = lease("t", task_type, payload=body, timeout=seconds)
+    result, before, after = await timed(runner, message)
+    assert result.outcome == outcome
+    started = started_at(result)
+    assert started is not None
+    assert before - 1e-6 <= started <= after  # microseconds on the wire
+
+
+async def test_a_process_handler_reports_when_its_child_started_it(runner: TaskRunner) -> None:
+    """One pool process: the second job waits for the first, and says so."""
+    first = runner.job(lease("first", "nap", payload=payload(seconds=0.3)))
+    second = runner.job(lease("second", "whoami"))
+    submitted = time.time()
+    one, two = await asyncio.gather(runner.execute(first), runner.execute(second))
+    assert one.outcome == two.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+    started_first, started_second = started_at(one), started_at(two)
+    assert started_first is not None and started_second is not None
+    assert started_second >= started_first + 0.3 - 1e-6  # the child's clock, not the submission
+    assert started_second >= submitted + 0.25
+
+
+async def test_never_started_handlers_have_no_started_at(runner: TaskRunner) -> None:
+    result, _ = await run(runner, lease("t", "nope"))  # no handler
+    assert started_at(result) is None
+    result, _ = await run(runner, lease("t", "echo", payload=b"[1]"))  # bad payload
+    assert started_at(result) is None
+
+    # A process job still queued for the (one-process) pool when it is stopped never runs.
+    ahead = [runner.job(lease("ahead", "nap", payload=payload(seconds=0.3)))]
+    ahead += [runner.job(lease(f"queued{i}", "whoami")) for i in range(3)]
+    running = [asyncio.create_task(runner.execute(job)) for job in ahead]
+    last = runner.job(lease("last", "whoami"))
+    execution = asyncio.create_task(runner.execute(last))
+    await asyncio.sleep(0)
+    last.request_stop(StopReason.RETURNED, "draining")
+    result = await execution
+    assert result.outcome == Outcome.RESULT_OUTCOME_RETURNED
+    assert started_at(result) is None
+    await asyncio.wait_for(last.ended.wait(), WAIT)
+    for outcome in await asyncio.gather(*running):
+        assert outcome.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+        assert started_at(outcome) is not None
+
+
+async def test_a_process_handler_stopped_before_it_answers_reports_its_submission(
+    runner: TaskRunner,
+) -> None:
+    """The child's own start comes back with its answer; without one (timed out while it
+    runs), the time the job was handed to the pool stands in."""
+    job = runner.job(lease("t", "nap", payload=payload(seconds=0.3), timeout=0.05))
+    before = time.time()
+    result = await runner.execute(job)
+    assert result.outcome == Outcome.RESULT_OUTCOME_TIMED_OUT
+    assert started_at(result) == pytest.approx(job.pool_submitted, abs=1e-6)
+    assert before <= (job.pool_submitted or 0) <= time.time()
+    await asyncio.wait_for(job.ended.wait(), WAIT)  # the child finishes its nap

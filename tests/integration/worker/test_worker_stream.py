@@ -7,14 +7,22 @@ import json
 import logging
 import os
 import socket
+import time
 
 import grpc
 import pytest
 
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
-from tests.integration.worker.conftest import StartWorker
-from tests.integration.worker.doubles import End, FakeStream, Probe, ScriptedServer, lease
+from tests.integration.worker.conftest import MakeScheduler, StartWorker
+from tests.integration.worker.doubles import (
+    End,
+    FakeStream,
+    Probe,
+    ScriptedServer,
+    dead_address,
+    lease,
+)
 from tests.support.polling import eventually
 from worker_service.errors import SchedulerRejected
 
@@ -68,6 +76,7 @@ async def test_never_more_running_than_slots(
     [returned], credit = await stream.results(1)
     assert (returned.task_id, returned.outcome) == ("c", Outcome.RESULT_OUTCOME_RETURNED)
     assert "no free slot" in returned.error
+    assert not returned.HasField("started_at")
     assert credit == 0
     assert probe.max_running == 2
 
@@ -196,6 +205,8 @@ async def test_scheduler_drain_finishes_returns_then_reconnects(
         "unfinished": Outcome.RESULT_OUTCOME_RETURNED,
     }
     assert "grace ran out" in by_task(results)["unfinished"].error
+    started = {r.task_id for r in results if r.HasField("started_at")}
+    assert started == {"done", "unfinished"}  # "late" came while draining: never started
     assert credit == 0  # draining: no new work wanted
     await stream.until_closed()
 
@@ -317,3 +328,100 @@ async def test_refused_mid_stream_is_fatal(
     with pytest.raises(SchedulerRejected, match="worker id taken"):
         await asyncio.wait_for(running.task, 10)
     assert probe.cancelled == ["a"]
+
+
+def started_at(result: pb.TaskResult) -> float | None:
+    if not result.HasField("started_at"):
+        return None
+    return result.started_at.seconds + result.started_at.nanos / 1e9
+
+
+async def test_results_say_when_the_handler_started(
+    scheduler: ScriptedServer, start_worker: StartWorker, probe: Probe
+) -> None:
+    start_worker(slots=1)
+    stream = await scheduler.servicer.next_stream()
+    before = time.time()
+    stream.lease(lease("a"), lease("over-credit", "quick"))
+    [started_id] = await probe.wait_started(1)
+    probe.release("a")
+    results, _ = await stream.results(2)
+    after = time.time()
+    found = by_task(results)
+    assert started_id == "a"
+    started = started_at(found["a"])
+    assert started is not None
+    assert before - 1e-6 <= started <= after  # microseconds on the wire
+    # Returned for want of a slot: never started.
+    assert found["over-credit"].outcome == Outcome.RESULT_OUTCOME_RETURNED
+    assert started_at(found["over-credit"]) is None
+
+
+async def test_failover_skips_a_dead_address(
+    scheduler: ScriptedServer,
+    start_worker: StartWorker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    dead = dead_address()
+    start_worker(schedulers=(dead, scheduler.address))
+    stream = await scheduler.servicer.next_stream()
+    stream.lease(lease("t", "quick"))
+    [result], _ = await stream.results(1)
+    assert result.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"connection to the scheduler at {dead} failed") for m in messages)
+    # The next address after the first backoff step only (50-100 ms).
+    [pause] = [
+        float(m.rsplit(" in ", 1)[1].rstrip("s"))
+        for m in messages
+        if m.startswith(f"reconnecting to the scheduler at {scheduler.address} in ")
+    ]
+    assert 0.05 <= pause <= 0.1
+    assert f"connected to scheduler scripted at {scheduler.address} (session session-1, " in (
+        "\n".join(messages)
+    )
+
+
+async def test_failover_moves_on_when_a_scheduler_goes_away(
+    scheduler: ScriptedServer,
+    make_scheduler: MakeScheduler,
+    start_worker: StartWorker,
+    probe: Probe,
+) -> None:
+    second = await make_scheduler()
+    start_worker(schedulers=(scheduler.address, second.address))
+    first_stream = await scheduler.servicer.next_stream()
+    assert second.servicer.hellos == []  # the first address first
+    first_stream.lease(lease("orphan"))
+    await probe.wait_started(1)
+
+    await scheduler.stop()  # the process dies: its stream breaks
+    stream = await second.servicer.next_stream()
+    assert probe.cancelled == ["orphan"]
+    stream.lease(lease("on-second", "quick"))
+    [result], _ = await stream.results(1)
+    assert result.task_id == "on-second"
+
+    # A drain moves on too (that scheduler is going away): back to the first, restarted.
+    await scheduler.start()
+    stream.drain(grace=1, reason="scheduler shutting down")
+    await stream.until_closed()
+    again = await scheduler.servicer.next_stream()
+    again.lease(lease("on-first-again", "quick"))
+    [result], _ = await again.results(1)
+    assert result.outcome == Outcome.RESULT_OUTCOME_SUCCEEDED
+    assert len(second.servicer.hellos) == 1
+
+
+async def test_a_refusal_from_one_scheduler_of_the_list_is_fatal(
+    scheduler: ScriptedServer, make_scheduler: MakeScheduler, start_worker: StartWorker
+) -> None:
+    refusing = await make_scheduler()
+    refusing.servicer.reject = End(grpc.StatusCode.FAILED_PRECONDITION, "protocol version 1")
+    running = start_worker(schedulers=(dead_address(), refusing.address, scheduler.address))
+    with pytest.raises(SchedulerRejected, match="FAILED_PRECONDITION: protocol version 1"):
+        await asyncio.wait_for(running.task, 10)
+    assert len(refusing.servicer.hellos) == 1
+    assert scheduler.servicer.hellos == []  # a mismatch, not an outage: no failover

@@ -14,7 +14,7 @@ from worker_service.config import WorkerConfig
 
 def test_defaults() -> None:
     config = WorkerConfig.from_args([], {})
-    assert config.scheduler == DEFAULT_SCHEDULER_ADDRESS
+    assert config.schedulers == (DEFAULT_SCHEDULER_ADDRESS,)
     assert config.worker_id == f"{socket.gethostname()}-{os.getpid()}"
     assert config.slots == 10
     assert config.task_types == () and config.modules == ()
@@ -51,7 +51,7 @@ def test_flags() -> None:
         ],
         {},
     )
-    assert config.scheduler == "sched:1234"
+    assert config.schedulers == ("sched:1234",)
     assert config.worker_id == "w1"
     assert config.slots == 3
     assert config.task_types == ("foo", "bar", "baz")
@@ -75,7 +75,7 @@ def test_environment_and_flags_win() -> None:
         "ORCHESTRATOR_FETCH_URL": "http://h/",
     }
     from_env = WorkerConfig.from_args([], environ)
-    assert from_env.scheduler == "env:1"
+    assert from_env.schedulers == ("env:1",)
     assert from_env.slots == 7
     assert from_env.modules == ("x", "y")
     assert from_env.task_types == ("foo",)
@@ -85,7 +85,7 @@ def test_environment_and_flags_win() -> None:
     flagged = WorkerConfig.from_args(["--slots=2", "--module=z", "--module=w"], environ)
     assert flagged.slots == 2
     assert flagged.modules == ("z", "w")  # the flags replace the variable, not add to it
-    assert flagged.scheduler == "env:1"
+    assert flagged.schedulers == ("env:1",)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +103,14 @@ def test_environment_and_flags_win() -> None:
         (["--worker-id="], "argument --worker-id: must be 1 to 128 characters"),
         (["--worker-id=" + "w" * 129], "argument --worker-id"),
         (["--scheduler= "], "argument --scheduler: must not be empty"),
+        (["--scheduler=a:1,,b:2"], "argument --scheduler: entry 2 of 3 is empty"),
+        (["--scheduler=a:1,"], "argument --scheduler: entry 2 of 2 is empty"),
+        (["--scheduler=a:1,b"], "argument --scheduler: 'b' is not host:port"),
+        (["--scheduler=:50051"], "argument --scheduler: ':50051' is not host:port"),
+        (["--scheduler=a:"], "argument --scheduler: 'a:' is not host:port"),
+        (["--scheduler=a:0"], "argument --scheduler: 'a:0' is not host:port"),
+        (["--scheduler=a:65536"], "argument --scheduler: 'a:65536'"),
+        (["--scheduler=a:http"], "argument --scheduler: 'a:http'"),
         (["--log-level=loud"], "argument --log-level: invalid choice: 'loud'"),
         (["--log-format=xml"], "argument --log-format: invalid choice"),
     ],
@@ -120,6 +128,28 @@ def test_bad_variables_name_the_variable(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         WorkerConfig.from_args([], {"ORCHESTRATOR_SLOTS": "0"})
     assert "ORCHESTRATOR_SLOTS='0'" in capsys.readouterr().err
+
+
+def test_scheduler_lists_by_flag_and_variable() -> None:
+    flagged = WorkerConfig.from_args(["--scheduler= a:1, [::1]:2 ,b.example:3"], {})
+    assert flagged.schedulers == ("a:1", "[::1]:2", "b.example:3")
+    environ = {"ORCHESTRATOR_SCHEDULER": "env-a:1,env-b:2"}
+    assert WorkerConfig.from_args([], environ).schedulers == ("env-a:1", "env-b:2")
+    # The flag replaces the variable's list; it does not add to it.
+    assert WorkerConfig.from_args(["--scheduler", "c:3"], environ).schedulers == ("c:3",)
+
+
+def test_a_bad_scheduler_list_in_the_variable_names_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        WorkerConfig.from_args([], {"ORCHESTRATOR_SCHEDULER": "a:1,,b:2"})
+    assert "ORCHESTRATOR_SCHEDULER='a:1,,b:2': entry 2 of 3 is empty" in capsys.readouterr().err
+
+
+def test_a_config_needs_a_scheduler() -> None:
+    with pytest.raises(ValueError, match="at least one scheduler"):
+        WorkerConfig(schedulers=())
 
 
 def test_handler_settings_carry_what_handlers_need() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 
@@ -102,3 +103,17 @@ def test_lease_timeout() -> None:
     assert lease_timeout(pb.Lease()) is None
     assert lease_timeout(pb.Lease(timeout=duration_from_seconds(0))) is None
     assert lease_timeout(pb.Lease(timeout=duration_from_seconds(1.5))) == 1.5
+
+
+def test_started_at_is_utc_wall_clock_to_the_microsecond() -> None:
+    result = results.started_at(results.succeeded(LEASE, None), 1_700_000_000.1234567)
+    assert result.HasField("started_at")
+    assert (result.started_at.seconds, result.started_at.nanos) == (1_700_000_000, 123_457_000)
+    assert result.started_at.ToDatetime(tzinfo=dt.UTC) == dt.datetime(
+        2023, 11, 14, 22, 13, 20, 123457, tzinfo=dt.UTC
+    )
+
+
+def test_results_are_built_without_started_at() -> None:
+    for result in (results.returned(LEASE, "draining"), results.failed(LEASE, "x", retryable=True)):
+        assert not result.HasField("started_at")
