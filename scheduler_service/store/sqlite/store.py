@@ -56,6 +56,7 @@ from .rows import (
     worker_from_row,
 )
 from .task_writes import TaskWrites
+from .write_lock import WriteLock
 from .writer import GroupCommitWriter, Tx, WriteKind
 
 
@@ -74,6 +75,7 @@ class SqliteTaskStore:
         self.options = options or SqliteOptions()
         self._clock = self.options.clock
         self._listeners: list[CommitListener] = []
+        self._lock = WriteLock(path)
         self._writer_conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
@@ -102,7 +104,8 @@ class SqliteTaskStore:
         self._writer_conn = await connect(self.path, self.options.synchronous)
         await migrate(self._writer_conn)
         self._reader = await connect(self.path, self.options.synchronous)
-        self._writer = GroupCommitWriter(self._writer_conn, self._clock, self._notify)
+        self._lock.open()
+        self._writer = GroupCommitWriter(self._writer_conn, self._clock, self._notify, self._lock)
         self._writer.start()
 
     async def close(self) -> None:
@@ -112,6 +115,7 @@ class SqliteTaskStore:
         for conn in (self._reader, self._writer_conn):
             if conn is not None:
                 await conn.close()
+        self._lock.close()
         self._reader = self._writer_conn = None
 
     def add_commit_listener(self, listener: CommitListener) -> None:

@@ -23,6 +23,7 @@ import aiosqlite
 from ...domain.clock import Clock
 from ...domain.model import Micros
 from .counts import CountChanges
+from .write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,10 @@ class GroupCommitWriter:
         conn: aiosqlite.Connection,
         clock: Clock,
         on_commit: Callable[[int], None],
+        lock: WriteLock,
         max_batch: int = 2000,
     ) -> None:
+        self._lock = lock
         self._conn = conn
         self._clock = clock
         self._on_commit = on_commit
@@ -138,8 +141,20 @@ class GroupCommitWriter:
                 return
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
+        try:
+            await self._commit_batch_locked(batch)
+        finally:
+            self._lock.release()
+
+    async def _commit_batch_locked(self, batch: list[_Item]) -> None:
         results: dict[int, Any] = {}
         failures: dict[int, BaseException] = {}
+        await self._lock.acquire()
+        if self._lock.last_wait > 0.5:
+            log.warning(
+                "waited %.2fs for the database write lock (other scheduler processes)",
+                self._lock.last_wait,
+            )
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
             tx = Tx(self._conn, self._clock.now())

@@ -1,0 +1,61 @@
+"""Task handlers that record what they ran: the workers' own account, for checkers.
+
+Loaded by real worker processes with ``--module tests.support.recording_handlers``. Each
+run appends one JSON line to ``<payload.record_dir>/<worker_id>.jsonl``: task id, attempt,
+lease, worker, start and end (wall clock, seconds) and outcome. A test compares these
+lines with what the scheduler recorded (exactly one success per task, group order, limits).
+
+Payload: ``record_dir`` (required), ``sleep`` (seconds, default 0.005), ``fail_once``
+(fail the first attempt, to exercise retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from worker_service import TaskContext, TaskFailed, handler
+
+
+async def _run(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    start = time.time()
+    await asyncio.sleep(float(payload.get("sleep", 0.005)))
+    failed = bool(payload.get("fail_once")) and ctx.attempt == 1
+    end = time.time()
+    line = {
+        "task_id": ctx.task_id,
+        "type": ctx.type,
+        "attempt": ctx.attempt,
+        "lease_id": ctx.lease_id,
+        "worker_id": ctx.worker_id,
+        "start": start,
+        "end": end,
+        "outcome": "failed" if failed else "succeeded",
+    }
+    record = Path(payload["record_dir"]) / f"{ctx.worker_id}.jsonl"
+    with record.open("a") as out:  # one short line, one write: appends never interleave
+        out.write(json.dumps(line) + "\n")
+    if failed:
+        raise TaskFailed("failing once on purpose")
+    return {"ran_on": ctx.worker_id}
+
+
+@handler("recorded")
+async def recorded(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    return await _run(payload, ctx)
+
+
+@handler("recorded_limited")
+async def recorded_limited(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """The same, under a second type name, to put limits on."""
+    return await _run(payload, ctx)
+
+
+def read_records(record_dir: Path) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for path in sorted(record_dir.glob("*.jsonl")):
+        lines.extend(json.loads(line) for line in path.read_text().splitlines() if line)
+    return lines
