@@ -153,15 +153,17 @@ class SchedulerApp:
         done, _ = await asyncio.wait(
             [stopped, *self._side_tasks], return_when=asyncio.FIRST_COMPLETED
         )
-        if stopped not in done:
+        if stopped in done or self._stop_started:
+            # A stop is under way (it cancels the side tasks itself): let it finish.
+            await self._stopped.wait()
             stopped.cancel()
-            for task in done:
-                if task.exception() is not None:
-                    log.error(
-                        "side task %s died; stopping", task.get_name(), exc_info=task.exception()
-                    )
-            await self.stop()
-            raise SystemExit(1)
+            return
+        stopped.cancel()
+        for task in done:  # a side task ended on its own: the scheduler cannot go on
+            error = None if task.cancelled() else task.exception()
+            log.error("side task %s ended; stopping", task.get_name(), exc_info=error)
+        await self.stop()
+        raise SystemExit(1)
 
     async def stop(self) -> None:
         if self._stop_started:

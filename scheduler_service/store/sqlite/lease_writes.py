@@ -178,11 +178,13 @@ class LeaseWrites:
             due_at = change.due_at
             claim_key = None if due_at is None else due_at - row.priority * self.priority_aging
             task_updates.append(
-                (
-                    int(change.state), due_at, claim_key, claim_key, change.result_json,
-                    change.error, change.attempts, now if change.finished else None, now,
-                    revision, row.task_id, row.lease_id,
-                )
+                {
+                    "state": int(change.state), "due_at": due_at, "claim_key": claim_key,
+                    "result": change.result_json, "error": change.error,
+                    "attempts": change.attempts, "finished_at": now if change.finished else None,
+                    "now": now, "revision": revision, "id": row.task_id, "lease_id": row.lease_id,
+                    "first": row.attempt_seq == 1, "started": end.started_at,
+                }
             )  # fmt: skip
             tx.counts.changed(
                 Shape(row.type, 3, row.attempts, row.max_attempts),
@@ -205,12 +207,16 @@ class LeaseWrites:
                 )
             )
         await tx.conn.executemany(
-            """UPDATE tasks SET state = ?, due_at = coalesce(?, due_at),
-                   claim_key = CASE WHEN ? IS NULL THEN claim_key ELSE ? END,
-                   result = ?, error = ?, attempts = ?, finished_at = ?, updated_at = ?,
-                   revision = ?, lease_id = '', worker_id = '', session_id = '',
-                   lease_expires_at = NULL, attempt_deadline = NULL
-               WHERE id = ? AND lease_id = ? AND state = 3""",
+            """UPDATE tasks SET state = :state, due_at = coalesce(:due_at, due_at),
+                   claim_key = coalesce(:claim_key, claim_key),
+                   result = :result, error = :error, attempts = :attempts,
+                   finished_at = :finished_at, updated_at = :now, revision = :revision,
+                   lease_id = '', worker_id = '', session_id = '',
+                   lease_expires_at = NULL, attempt_deadline = NULL,
+                   -- The task's start is its first attempt's, as the worker reported it.
+                   started_at = CASE WHEN :first AND :started BETWEEN started_at AND :now
+                                THEN :started ELSE started_at END
+               WHERE id = :id AND lease_id = :lease_id AND state = 3""",
             task_updates,
         )
         # The worker's start time is kept only if it is plausible (between lease and now).
