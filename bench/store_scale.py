@@ -152,7 +152,8 @@ async def main() -> None:
 
     async def claim() -> None:
         nonlocal claimed
-        [leases] = await store.claim([ClaimRequest("s", "w", frozenset(TYPES), 100, 30_000_000)])
+        outcome = await store.claim([ClaimRequest("s", "w", frozenset(TYPES), 100, 30_000_000)])
+        [leases] = outcome.leases
         claimed += len(leases)
 
     started = time.perf_counter()
