@@ -7,27 +7,10 @@ import asyncio
 import grpc
 
 from orchestrator.v1 import task_pb2, task_service_pb2
-from orchestrator.v1 import worker_service_pb2 as pb
 from tests.integration.scheduler.conftest import InProcess
 from tests.integration.scheduler.test_worker_stream import ScriptedWorker, create
 from tests.support.polling import eventually
 from tests.support.streams import read_message
-
-
-def succeed(worker: ScriptedWorker, lease: pb.Lease) -> None:
-    worker.send(
-        results=pb.ResultBatch(
-            results=[
-                pb.TaskResult(
-                    lease_id=lease.lease_id,
-                    task_id=lease.task_id,
-                    outcome=pb.RESULT_OUTCOME_SUCCEEDED,
-                    result_json=b'{"done": 1}',
-                )
-            ],
-            credit=1,
-        )
-    )
 
 
 async def test_watch_task_streams_states_until_terminal(scheduler: InProcess) -> None:
@@ -40,7 +23,7 @@ async def test_watch_task_streams_states_until_terminal(scheduler: InProcess) ->
     await eventually(lambda: worker.leases, message="lease")
     running = await read_message(stream, task_service_pb2.TaskEvent)
     assert running.task.state == task_pb2.TASK_STATE_RUNNING and running.revision > first.revision
-    succeed(worker, worker.leases[0])
+    worker.succeed(worker.leases[0], b'{"done": 1}')
     final = await read_message(stream, task_service_pb2.TaskEvent)
     assert final.task.state == task_pb2.TASK_STATE_SUCCEEDED
     assert dict(final.task.result) == {"done": 1}

@@ -65,6 +65,22 @@ class ScriptedWorker:
             elif kind == "acks":
                 self.acks.extend(message.acks.acks)
 
+    def succeed(self, lease: pb.Lease, result_json: bytes = b"{}") -> None:
+        """Report the lease SUCCEEDED, granting its slot back."""
+        self.send(
+            results=pb.ResultBatch(
+                results=[
+                    pb.TaskResult(
+                        lease_id=lease.lease_id,
+                        task_id=lease.task_id,
+                        outcome=pb.RESULT_OUTCOME_SUCCEEDED,
+                        result_json=result_json,
+                    )
+                ],
+                credit=1,
+            )
+        )
+
     def send(self, **kind: Any) -> None:
         self.outgoing.put_nowait(pb.WorkerMessage(**kind))
 
@@ -133,19 +149,7 @@ async def test_never_more_leases_than_credit_and_several_per_message(
     await asyncio.sleep(0.3)  # a window in which an over-eager scheduler would send more
     assert len(worker.leases) == 3
     done = worker.leases[0]
-    worker.send(
-        results=pb.ResultBatch(
-            results=[
-                pb.TaskResult(
-                    lease_id=done.lease_id,
-                    task_id=done.task_id,
-                    outcome=pb.RESULT_OUTCOME_SUCCEEDED,
-                    result_json=b'{"ok": true}',
-                )
-            ],
-            credit=1,
-        )
-    )
+    worker.succeed(done, b'{"ok": true}')
     await eventually(lambda: len(worker.leases) == 4, message="a 4th lease after 1 credit")
     await asyncio.sleep(0.3)
     assert len(worker.leases) == 4
@@ -163,19 +167,7 @@ async def test_stale_result_is_refused_with_failed_precondition(scheduler: InPro
     lease = worker.leases[0]
     await scheduler.tasks.CancelTask(task_service_pb2.CancelTaskRequest(id=task.id))
     await eventually(lambda: lease.lease_id in worker.cancelled, message="cancel pushed")
-    worker.send(
-        results=pb.ResultBatch(
-            results=[
-                pb.TaskResult(
-                    lease_id=lease.lease_id,
-                    task_id=task.id,
-                    outcome=pb.RESULT_OUTCOME_SUCCEEDED,
-                    result_json=b"{}",
-                )
-            ],
-            credit=1,
-        )
-    )
+    worker.succeed(lease)
     await eventually(lambda: worker.acks, message="an ack")
     [ack] = worker.acks
     assert not ack.accepted and ack.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
@@ -259,18 +251,7 @@ async def test_a_drained_worker_that_closes_cleanly_returns_leases_uncounted(
     await eventually(lambda: len(worker.leases) == 2, message="2 leases")
     finished, in_flight = worker.leases
     worker.send(draining=pb.Draining())
-    worker.send(
-        results=pb.ResultBatch(
-            results=[
-                pb.TaskResult(
-                    lease_id=finished.lease_id,
-                    task_id=finished.task_id,
-                    outcome=pb.RESULT_OUTCOME_SUCCEEDED,
-                )
-            ],
-            credit=1,
-        )
-    )
+    worker.succeed(finished)
     worker.outgoing.put_nowait(None)  # half-close: the worker is done
     await eventually(lambda: worker.acks, message="the last result acknowledged")
     assert worker.acks[0].accepted
