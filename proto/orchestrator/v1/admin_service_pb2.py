@@ -23,11 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orchestrator.v1 import task_pb2 as orchestrator_dot_v1_dot_task__pb2
+from orchestrator.v1 import task_service_pb2 as orchestrator_dot_v1_dot_task__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrator/v1/admin_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aorchestrator/v1/task.proto\"w\n\nTaskCounts\x12\x11\n\tscheduled\x18\x01 \x01(\x03\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0f\n\x07running\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\"\xf6\x01\n\x08TaskType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.orchestrator.v1.TaskTypeState\x12+\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\x12\x19\n\x11\x63onnected_workers\x18\x04 \x01(\x05\x12\x31\n\rfirst_seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06limits\x18\x06 \x01(\x0b\x32\".orchestrator.v1.ConcurrencyLimits\"=\n\x14ListTaskTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListTaskTypesResponse\x12-\n\ntask_types\x18\x01 \x03(\x0b\x32\x19.orchestrator.v1.TaskType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14PauseTaskTypeRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\"%\n\x15ResumeTaskTypeRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\"\\\n\x18SetTaskTypeLimitsRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x32\n\x06limits\x18\x02 \x01(\x0b\x32\".orchestrator.v1.ConcurrencyLimits\"\x8b\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ntask_types\x18\x05 \x03(\t\x12\r\n\x05slots\x18\x06 \x01(\x05\x12\x11\n\tin_flight\x18\x07 \x01(\x05\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscheduler_id\x18\n \x01(\t\x12\x10\n\x08\x64raining\x18\x0b \x01(\x08\";\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.orchestrator.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetStatsRequest\"F\n\tTypeStats\x12\x0c\n\x04type\x18\x01 \x01(\t\x12+\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\"T\n\x0bTaskRetries\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\"\xd0\x03\n\x10GetStatsResponse\x12+\n\x06totals\x18\x01 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\x12+\n\x07\x62y_type\x18\x02 \x03(\x0b\x32\x1a.orchestrator.v1.TypeStats\x12\x0f\n\x07retries\x18\x03 \x01(\x03\x12\x18\n\x10over_retry_limit\x18\x04 \x01(\x03\x12\x32\n\x0cmost_retried\x18\x05 \x03(\x0b\x32\x1c.orchestrator.v1.TaskRetries\x12\x1c\n\x14\x66inished_last_minute\x18\x06 \x01(\x03\x12\x1d\n\x15throughput_per_second\x18\x07 \x01(\x01\x12\x19\n\x11\x63onnected_workers\x18\x08 \x01(\x05\x12/\n\x0clateness_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0clateness_p99\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0clateness_max\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10lateness_samples\x18\x0c \x01(\x05*h\n\rTaskTypeState\x12\x1f\n\x1bTASK_TYPE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_TYPE_STATE_ACTIVE\x10\x01\x12\x1a\n\x16TASK_TYPE_STATE_PAUSED\x10\x02\x32\x9c\x04\n\x0c\x41\x64minService\x12^\n\rListTaskTypes\x12%.orchestrator.v1.ListTaskTypesRequest\x1a&.orchestrator.v1.ListTaskTypesResponse\x12Q\n\rPauseTaskType\x12%.orchestrator.v1.PauseTaskTypeRequest\x1a\x19.orchestrator.v1.TaskType\x12S\n\x0eResumeTaskType\x12&.orchestrator.v1.ResumeTaskTypeRequest\x1a\x19.orchestrator.v1.TaskType\x12Y\n\x11SetTaskTypeLimits\x12).orchestrator.v1.SetTaskTypeLimitsRequest\x1a\x19.orchestrator.v1.TaskType\x12X\n\x0bListWorkers\x12#.orchestrator.v1.ListWorkersRequest\x1a$.orchestrator.v1.ListWorkersResponse\x12O\n\x08GetStats\x12 .orchestrator.v1.GetStatsRequest\x1a!.orchestrator.v1.GetStatsResponseBq\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrator/v1/admin_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aorchestrator/v1/task.proto\x1a\"orchestrator/v1/task_service.proto\"w\n\nTaskCounts\x12\x11\n\tscheduled\x18\x01 \x01(\x03\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0f\n\x07running\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\"\xf6\x01\n\x08TaskType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.orchestrator.v1.TaskTypeState\x12+\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\x12\x19\n\x11\x63onnected_workers\x18\x04 \x01(\x05\x12\x31\n\rfirst_seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06limits\x18\x06 \x01(\x0b\x32\".orchestrator.v1.ConcurrencyLimits\"=\n\x14ListTaskTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x15ListTaskTypesResponse\x12-\n\ntask_types\x18\x01 \x03(\x0b\x32\x19.orchestrator.v1.TaskType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14PauseTaskTypeRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\"%\n\x15ResumeTaskTypeRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\"\\\n\x18SetTaskTypeLimitsRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x32\n\x06limits\x18\x02 \x01(\x0b\x32\".orchestrator.v1.ConcurrencyLimits\"\x8b\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ntask_types\x18\x05 \x03(\t\x12\r\n\x05slots\x18\x06 \x01(\x05\x12\x11\n\tin_flight\x18\x07 \x01(\x05\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscheduler_id\x18\n \x01(\t\x12\x10\n\x08\x64raining\x18\x0b \x01(\x08\";\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.orchestrator.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetStatsRequest\"F\n\tTypeStats\x12\x0c\n\x04type\x18\x01 \x01(\t\x12+\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\"T\n\x0bTaskRetries\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\"\xd0\x03\n\x10GetStatsResponse\x12+\n\x06totals\x18\x01 \x01(\x0b\x32\x1b.orchestrator.v1.TaskCounts\x12+\n\x07\x62y_type\x18\x02 \x03(\x0b\x32\x1a.orchestrator.v1.TypeStats\x12\x0f\n\x07retries\x18\x03 \x01(\x03\x12\x18\n\x10over_retry_limit\x18\x04 \x01(\x03\x12\x32\n\x0cmost_retried\x18\x05 \x03(\x0b\x32\x1c.orchestrator.v1.TaskRetries\x12\x1c\n\x14\x66inished_last_minute\x18\x06 \x01(\x03\x12\x1d\n\x15throughput_per_second\x18\x07 \x01(\x01\x12\x19\n\x11\x63onnected_workers\x18\x08 \x01(\x05\x12/\n\x0clateness_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0clateness_p99\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0clateness_max\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10lateness_samples\x18\x0c \x01(\x05\"\x87\x03\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x34\n\x08template\x18\x04 \x01(\x0b\x32\".orchestrator.v1.CreateTaskRequest\x12-\n\x05state\x18\x05 \x01(\x0e\x32\x1e.orchestrator.v1.ScheduleState\x12*\n\x08\x63\x61tch_up\x18\x06 \x01(\x0e\x32\x18.orchestrator.v1.CatchUp\x12\x30\n\x0cnext_fire_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_fire_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0clast_task_id\x18\t \x01(\t\x12\x13\n\x0b\x66ired_count\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x15\x43reateScheduleRequest\x12+\n\x08schedule\x18\x01 \x01(\x0b\x32\x19.orchestrator.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\" \n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x15ListSchedulesResponse\x12,\n\tschedules\x18\x01 \x03(\x0b\x32\x19.orchestrator.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15\x44\x65leteScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14PauseScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15ResumeScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t*h\n\rTaskTypeState\x12\x1f\n\x1bTASK_TYPE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_TYPE_STATE_ACTIVE\x10\x01\x12\x1a\n\x16TASK_TYPE_STATE_PAUSED\x10\x02*e\n\rScheduleState\x12\x1e\n\x1aSCHEDULE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCHEDULE_STATE_ACTIVE\x10\x01\x12\x19\n\x15SCHEDULE_STATE_PAUSED\x10\x02*]\n\x07\x43\x61tchUp\x12\x18\n\x14\x43\x41TCH_UP_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41TCH_UP_LATEST\x10\x01\x12\x11\n\rCATCH_UP_SKIP\x10\x02\x12\x10\n\x0c\x43\x41TCH_UP_ALL\x10\x03\x32\x9a\x08\n\x0c\x41\x64minService\x12^\n\rListTaskTypes\x12%.orchestrator.v1.ListTaskTypesRequest\x1a&.orchestrator.v1.ListTaskTypesResponse\x12Q\n\rPauseTaskType\x12%.orchestrator.v1.PauseTaskTypeRequest\x1a\x19.orchestrator.v1.TaskType\x12S\n\x0eResumeTaskType\x12&.orchestrator.v1.ResumeTaskTypeRequest\x1a\x19.orchestrator.v1.TaskType\x12Y\n\x11SetTaskTypeLimits\x12).orchestrator.v1.SetTaskTypeLimitsRequest\x1a\x19.orchestrator.v1.TaskType\x12S\n\x0e\x43reateSchedule\x12&.orchestrator.v1.CreateScheduleRequest\x1a\x19.orchestrator.v1.Schedule\x12M\n\x0bGetSchedule\x12#.orchestrator.v1.GetScheduleRequest\x1a\x19.orchestrator.v1.Schedule\x12^\n\rListSchedules\x12%.orchestrator.v1.ListSchedulesRequest\x1a&.orchestrator.v1.ListSchedulesResponse\x12P\n\x0e\x44\x65leteSchedule\x12&.orchestrator.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Empty\x12Q\n\rPauseSchedule\x12%.orchestrator.v1.PauseScheduleRequest\x1a\x19.orchestrator.v1.Schedule\x12S\n\x0eResumeSchedule\x12&.orchestrator.v1.ResumeScheduleRequest\x1a\x19.orchestrator.v1.Schedule\x12X\n\x0bListWorkers\x12#.orchestrator.v1.ListWorkersRequest\x1a$.orchestrator.v1.ListWorkersResponse\x12O\n\x08GetStats\x12 .orchestrator.v1.GetStatsRequest\x1a!.orchestrator.v1.GetStatsResponseBq\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +37,56 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.v1.admin_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027dev.taskorchestrator.v1P\001ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1'
-  _globals['_TASKTYPESTATE']._serialized_start=1915
-  _globals['_TASKTYPESTATE']._serialized_end=2019
-  _globals['_TASKCOUNTS']._serialized_start=149
-  _globals['_TASKCOUNTS']._serialized_end=268
-  _globals['_TASKTYPE']._serialized_start=271
-  _globals['_TASKTYPE']._serialized_end=517
-  _globals['_LISTTASKTYPESREQUEST']._serialized_start=519
-  _globals['_LISTTASKTYPESREQUEST']._serialized_end=580
-  _globals['_LISTTASKTYPESRESPONSE']._serialized_start=582
-  _globals['_LISTTASKTYPESRESPONSE']._serialized_end=677
-  _globals['_PAUSETASKTYPEREQUEST']._serialized_start=679
-  _globals['_PAUSETASKTYPEREQUEST']._serialized_end=715
-  _globals['_RESUMETASKTYPEREQUEST']._serialized_start=717
-  _globals['_RESUMETASKTYPEREQUEST']._serialized_end=754
-  _globals['_SETTASKTYPELIMITSREQUEST']._serialized_start=756
-  _globals['_SETTASKTYPELIMITSREQUEST']._serialized_end=848
-  _globals['_WORKER']._serialized_start=851
-  _globals['_WORKER']._serialized_end=1118
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1120
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1179
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1181
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1269
-  _globals['_GETSTATSREQUEST']._serialized_start=1271
-  _globals['_GETSTATSREQUEST']._serialized_end=1288
-  _globals['_TYPESTATS']._serialized_start=1290
-  _globals['_TYPESTATS']._serialized_end=1360
-  _globals['_TASKRETRIES']._serialized_start=1362
-  _globals['_TASKRETRIES']._serialized_end=1446
-  _globals['_GETSTATSRESPONSE']._serialized_start=1449
-  _globals['_GETSTATSRESPONSE']._serialized_end=1913
-  _globals['_ADMINSERVICE']._serialized_start=2022
-  _globals['_ADMINSERVICE']._serialized_end=2562
+  _globals['_TASKTYPESTATE']._serialized_start=2768
+  _globals['_TASKTYPESTATE']._serialized_end=2872
+  _globals['_SCHEDULESTATE']._serialized_start=2874
+  _globals['_SCHEDULESTATE']._serialized_end=2975
+  _globals['_CATCHUP']._serialized_start=2977
+  _globals['_CATCHUP']._serialized_end=3070
+  _globals['_TASKCOUNTS']._serialized_start=214
+  _globals['_TASKCOUNTS']._serialized_end=333
+  _globals['_TASKTYPE']._serialized_start=336
+  _globals['_TASKTYPE']._serialized_end=582
+  _globals['_LISTTASKTYPESREQUEST']._serialized_start=584
+  _globals['_LISTTASKTYPESREQUEST']._serialized_end=645
+  _globals['_LISTTASKTYPESRESPONSE']._serialized_start=647
+  _globals['_LISTTASKTYPESRESPONSE']._serialized_end=742
+  _globals['_PAUSETASKTYPEREQUEST']._serialized_start=744
+  _globals['_PAUSETASKTYPEREQUEST']._serialized_end=780
+  _globals['_RESUMETASKTYPEREQUEST']._serialized_start=782
+  _globals['_RESUMETASKTYPEREQUEST']._serialized_end=819
+  _globals['_SETTASKTYPELIMITSREQUEST']._serialized_start=821
+  _globals['_SETTASKTYPELIMITSREQUEST']._serialized_end=913
+  _globals['_WORKER']._serialized_start=916
+  _globals['_WORKER']._serialized_end=1183
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1185
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1244
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1246
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1334
+  _globals['_GETSTATSREQUEST']._serialized_start=1336
+  _globals['_GETSTATSREQUEST']._serialized_end=1353
+  _globals['_TYPESTATS']._serialized_start=1355
+  _globals['_TYPESTATS']._serialized_end=1425
+  _globals['_TASKRETRIES']._serialized_start=1427
+  _globals['_TASKRETRIES']._serialized_end=1511
+  _globals['_GETSTATSRESPONSE']._serialized_start=1514
+  _globals['_GETSTATSRESPONSE']._serialized_end=1978
+  _globals['_SCHEDULE']._serialized_start=1981
+  _globals['_SCHEDULE']._serialized_end=2372
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=2374
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=2463
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=2465
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=2497
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2499
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=2560
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=2562
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=2656
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=2658
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=2693
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2695
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2729
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2731
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2766
+  _globals['_ADMINSERVICE']._serialized_start=3073
+  _globals['_ADMINSERVICE']._serialized_end=4123
 # @@protoc_insertion_point(module_scope)

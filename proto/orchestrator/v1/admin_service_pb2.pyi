@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from orchestrator.v1 import task_pb2 as _task_pb2
+from orchestrator.v1 import task_service_pb2 as _task_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -40,6 +41,54 @@ TASK_TYPE_STATE_ACTIVE: TaskTypeState.ValueType  # 1
 TASK_TYPE_STATE_PAUSED: TaskTypeState.ValueType  # 2
 """Not leased until resumed."""
 Global___TaskTypeState: _TypeAlias = TaskTypeState  # noqa: Y015
+
+class _ScheduleState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScheduleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScheduleState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCHEDULE_STATE_UNSPECIFIED: _ScheduleState.ValueType  # 0
+    SCHEDULE_STATE_ACTIVE: _ScheduleState.ValueType  # 1
+    SCHEDULE_STATE_PAUSED: _ScheduleState.ValueType  # 2
+
+class ScheduleState(_ScheduleState, metaclass=_ScheduleStateEnumTypeWrapper): ...
+
+SCHEDULE_STATE_UNSPECIFIED: ScheduleState.ValueType  # 0
+SCHEDULE_STATE_ACTIVE: ScheduleState.ValueType  # 1
+SCHEDULE_STATE_PAUSED: ScheduleState.ValueType  # 2
+Global___ScheduleState: _TypeAlias = ScheduleState  # noqa: Y015
+
+class _CatchUp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CatchUpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CatchUp.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CATCH_UP_UNSPECIFIED: _CatchUp.ValueType  # 0
+    """LATEST."""
+    CATCH_UP_LATEST: _CatchUp.ValueType  # 1
+    """Fire once, for the most recent missed slot."""
+    CATCH_UP_SKIP: _CatchUp.ValueType  # 2
+    """Fire none; go on with the next slot."""
+    CATCH_UP_ALL: _CatchUp.ValueType  # 3
+    """Fire every missed slot (at most 1000)."""
+
+class CatchUp(_CatchUp, metaclass=_CatchUpEnumTypeWrapper):
+    """What a schedule does with slots it missed by more than the scheduler's grace period
+    (--schedule-grace; slots missed by less always fire, late): when no scheduler ran, or
+    while the schedule was paused.
+    """
+
+CATCH_UP_UNSPECIFIED: CatchUp.ValueType  # 0
+"""LATEST."""
+CATCH_UP_LATEST: CatchUp.ValueType  # 1
+"""Fire once, for the most recent missed slot."""
+CATCH_UP_SKIP: CatchUp.ValueType  # 2
+"""Fire none; go on with the next slot."""
+CATCH_UP_ALL: CatchUp.ValueType  # 3
+"""Fire every missed slot (at most 1000)."""
+Global___CatchUp: _TypeAlias = CatchUp  # noqa: Y015
 
 @_typing.final
 class TaskCounts(_message.Message):
@@ -452,3 +501,209 @@ class GetStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_AT_FIELD_NUMBER: _builtins.int
+    LAST_FIRE_AT_FIELD_NUMBER: _builtins.int
+    LAST_TASK_ID_FIELD_NUMBER: _builtins.int
+    FIRED_COUNT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Made by the server unless given as CreateScheduleRequest.schedule_id."""
+    cron: _builtins.str
+    """Five fields (minute hour day month weekday), or six with seconds last."""
+    time_zone: _builtins.str
+    """An IANA time zone such as "Europe/Berlin"; default "UTC". A wall-clock slot that a DST
+    change skips fires at the next valid time; one that it repeats fires once.
+    """
+    state: Global___ScheduleState.ValueType
+    catch_up: Global___CatchUp.ValueType
+    last_task_id: _builtins.str
+    fired_count: _builtins.int
+    @_builtins.property
+    def template(self) -> _task_service_pb2.CreateTaskRequest:
+        """The task each slot creates; its run_at is the slot's time."""
+
+    @_builtins.property
+    def next_fire_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_fire_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        template: _task_service_pb2.CreateTaskRequest | None = ...,
+        state: Global___ScheduleState.ValueType = ...,
+        catch_up: Global___CatchUp.ValueType = ...,
+        next_fire_at: _timestamp_pb2.Timestamp | None = ...,
+        last_fire_at: _timestamp_pb2.Timestamp | None = ...,
+        last_task_id: _builtins.str = ...,
+        fired_count: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_fire_at", b"last_fire_at", "next_fire_at", b"next_fire_at", "template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "created_at", b"created_at", "cron", b"cron", "fired_count", b"fired_count", "id", b"id", "last_fire_at", b"last_fire_at", "last_task_id", b"last_task_id", "next_fire_at", b"next_fire_at", "state", b"state", "template", b"template", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class CreateScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    schedule_id: _builtins.str
+    """Optional id (letters, digits, _ . : - /); ALREADY_EXISTS if taken."""
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+        schedule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "schedule_id", b"schedule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateScheduleRequest: _TypeAlias = CreateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1 to 1000; default 100."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]: ...
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleRequest: _TypeAlias = DeleteScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PauseScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleRequest: _TypeAlias = PauseScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleRequest: _TypeAlias = ResumeScheduleRequest  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrator.v1 import admin_service_pb2 as orchestrator_dot_v1_dot_admin__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -54,6 +55,36 @@ class AdminServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/orchestrator.v1.AdminService/CreateSchedule',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/orchestrator.v1.AdminService/GetSchedule',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/orchestrator.v1.AdminService/ListSchedules',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/orchestrator.v1.AdminService/DeleteSchedule',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/orchestrator.v1.AdminService/PauseSchedule',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/orchestrator.v1.AdminService/ResumeSchedule',
+                request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/orchestrator.v1.AdminService/ListWorkers',
                 request_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ListWorkersRequest.SerializeToString,
@@ -97,6 +128,44 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Recurring schedules: each slot of the cron expression (in its time zone) creates one
+        task from the template, exactly once across every scheduler process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkers(self, request, context):
         """Workers connected now, to any scheduler process sharing the database.
         """
@@ -133,6 +202,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetTaskTypeLimits,
                     request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.TaskType.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=orchestrator_dot_v1_dot_admin__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_admin__service__pb2.Schedule.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -253,6 +352,168 @@ class AdminService:
             '/orchestrator.v1.AdminService/SetTaskTypeLimits',
             orchestrator_dot_v1_dot_admin__service__pb2.SetTaskTypeLimitsRequest.SerializeToString,
             orchestrator_dot_v1_dot_admin__service__pb2.TaskType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/CreateSchedule',
+            orchestrator_dot_v1_dot_admin__service__pb2.CreateScheduleRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/GetSchedule',
+            orchestrator_dot_v1_dot_admin__service__pb2.GetScheduleRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/ListSchedules',
+            orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/DeleteSchedule',
+            orchestrator_dot_v1_dot_admin__service__pb2.DeleteScheduleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/PauseSchedule',
+            orchestrator_dot_v1_dot_admin__service__pb2.PauseScheduleRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.AdminService/ResumeSchedule',
+            orchestrator_dot_v1_dot_admin__service__pb2.ResumeScheduleRequest.SerializeToString,
+            orchestrator_dot_v1_dot_admin__service__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 AdminService: what operators call to see and steer the system."""
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from orchestrator.v1 import admin_service_pb2 as _admin_service_pb2
 import abc as _abc_1
@@ -40,6 +41,15 @@ class AdminServiceStub:
     """Sets how many tasks of a type run at once and how fast they start, across every
     scheduler process sharing the database. Zero values remove a limit.
     """
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.CreateScheduleRequest, _admin_service_pb2.Schedule]
+    """Recurring schedules: each slot of the cron expression (in its time zone) creates one
+    task from the template, exactly once across every scheduler process.
+    """
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetScheduleRequest, _admin_service_pb2.Schedule]
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListSchedulesRequest, _admin_service_pb2.ListSchedulesResponse]
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteScheduleRequest, _empty_pb2.Empty]
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PauseScheduleRequest, _admin_service_pb2.Schedule]
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ResumeScheduleRequest, _admin_service_pb2.Schedule]
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListWorkersRequest, _admin_service_pb2.ListWorkersResponse]
     """Workers connected now, to any scheduler process sharing the database."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatsRequest, _admin_service_pb2.GetStatsResponse]
@@ -57,6 +67,15 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Sets how many tasks of a type run at once and how fast they start, across every
     scheduler process sharing the database. Zero values remove a limit.
     """
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateScheduleRequest, _admin_service_pb2.Schedule]  # type: ignore[assignment]
+    """Recurring schedules: each slot of the cron expression (in its time zone) creates one
+    task from the template, exactly once across every scheduler process.
+    """
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetScheduleRequest, _admin_service_pb2.Schedule]  # type: ignore[assignment]
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListSchedulesRequest, _admin_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteScheduleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PauseScheduleRequest, _admin_service_pb2.Schedule]  # type: ignore[assignment]
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ResumeScheduleRequest, _admin_service_pb2.Schedule]  # type: ignore[assignment]
     ListWorkers: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListWorkersRequest, _admin_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Workers connected now, to any scheduler process sharing the database."""
     GetStats: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStatsRequest, _admin_service_pb2.GetStatsResponse]  # type: ignore[assignment]
@@ -95,6 +114,51 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Sets how many tasks of a type run at once and how fast they start, across every
         scheduler process sharing the database. Zero values remove a limit.
         """
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _admin_service_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Schedule, _abc.Awaitable[_admin_service_pb2.Schedule]]:
+        """Recurring schedules: each slot of the cron expression (in its time zone) creates one
+        task from the template, exactly once across every scheduler process.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _admin_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Schedule, _abc.Awaitable[_admin_service_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _admin_service_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListSchedulesResponse, _abc.Awaitable[_admin_service_pb2.ListSchedulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _admin_service_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _admin_service_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Schedule, _abc.Awaitable[_admin_service_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _admin_service_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.Schedule, _abc.Awaitable[_admin_service_pb2.Schedule]]: ...
 
     @_abc_1.abstractmethod
     def ListWorkers(

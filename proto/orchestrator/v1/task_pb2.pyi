@@ -333,6 +333,9 @@ class Task(_message.Message):
     ON_FAILURE_FIELD_NUMBER: _builtins.int
     CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     LATENESS_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
+    CACHED_FROM_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Made by the server; sorts by creation time."""
     type: _builtins.str
@@ -361,6 +364,12 @@ class Task(_message.Message):
     """What the task's group does if the task ends FAILED."""
     concurrency_key: _builtins.str
     """Tasks sharing a concurrency key obey that key's limits (see CreateTaskRequest)."""
+    cached: _builtins.bool
+    """With `cache`: true when the result was reused from an identical task (or the task
+    joined one still running) instead of running itself.
+    """
+    cached_from: _builtins.str
+    """The identical task whose result this one reuses or which it joined."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """The JSON object the handler receives."""
@@ -403,6 +412,10 @@ class Task(_message.Message):
     def lateness(self) -> _duration_pb2.Duration:
         """First start minus first due time: how late the scheduler started the task."""
 
+    @_builtins.property
+    def progress(self) -> Global___Progress:
+        """The latest progress the handler reported, while it runs and after."""
+
     def __init__(
         self,
         *,
@@ -435,11 +448,51 @@ class Task(_message.Message):
         on_failure: Global___OnFailure.ValueType = ...,
         concurrency_key: _builtins.str = ...,
         lateness: _duration_pb2.Duration | None = ...,
+        cached: _builtins.bool = ...,
+        cached_from: _builtins.str = ...,
+        progress: Global___Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "created_at", b"created_at", "due_at", b"due_at", "finished_at", b"finished_at", "lateness", b"lateness", "payload", b"payload", "result", b"result", "run_at", b"run_at", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "created_at", b"created_at", "due_at", b"due_at", "finished_at", b"finished_at", "lateness", b"lateness", "payload", b"payload", "progress", b"progress", "result", b"result", "run_at", b"run_at", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "backoff", b"backoff", "cache", b"cache", "client", b"client", "concurrency_key", b"concurrency_key", "created_at", b"created_at", "due_at", b"due_at", "error", b"error", "finished_at", b"finished_at", "group", b"group", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "lateness", b"lateness", "lease_id", b"lease_id", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "result", b"result", "revision", b"revision", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "timeout", b"timeout", "type", b"type", "updated_at", b"updated_at", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "backoff", b"backoff", "cache", b"cache", "cached", b"cached", "cached_from", b"cached_from", "client", b"client", "concurrency_key", b"concurrency_key", "created_at", b"created_at", "due_at", b"due_at", "error", b"error", "finished_at", b"finished_at", "group", b"group", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "lateness", b"lateness", "lease_id", b"lease_id", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "progress", b"progress", "result", b"result", "revision", b"revision", "run_at", b"run_at", "started_at", b"started_at", "state", b"state", "timeout", b"timeout", "type", b"type", "updated_at", b"updated_at", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class Progress(_message.Message):
+    """What a running handler last said about how far it got."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERCENT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    percent: _builtins.float
+    """0 to 100; unset when the handler reports only a message."""
+    message: _builtins.str
+    @_builtins.property
+    def details(self) -> _struct_pb2.Struct:
+        """A small JSON object of the handler's own."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        percent: _builtins.float | None = ...,
+        message: _builtins.str = ...,
+        details: _struct_pb2.Struct | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_percent", b"_percent", "details", b"details", "percent", b"percent", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_percent", b"_percent", "details", b"details", "message", b"message", "percent", b"percent", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__percent: _TypeAlias = _typing.Literal["percent"]  # noqa: Y015
+    _WhichOneofArgType__percent: _TypeAlias = _typing.Literal["_percent", b"_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__percent) -> _WhichOneofReturnType__percent | None: ...
+
+Global___Progress: _TypeAlias = Progress  # noqa: Y015

@@ -102,6 +102,25 @@ REASON_CODE_QUEUED: ReasonCode.ValueType  # 11
 Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
 
 @_typing.final
+class RunTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunTaskRequest: _TypeAlias = RunTaskRequest  # noqa: Y015
+
+@_typing.final
 class CreateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -139,6 +158,7 @@ class CreateTaskRequest(_message.Message):
     ON_FAILURE_FIELD_NUMBER: _builtins.int
     CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     CONCURRENCY_LIMITS_FIELD_NUMBER: _builtins.int
+    CACHE_MAX_AGE_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Required: a task type the scheduler knows (declared by a worker or configured)."""
     priority: _builtins.int
@@ -180,6 +200,10 @@ class CreateTaskRequest(_message.Message):
         the latest given wins. A key that was never given limits has none.
         """
 
+    @_builtins.property
+    def cache_max_age(self) -> _duration_pb2.Duration:
+        """With `cache`: reuse only a result at most this old; unset means any age."""
+
     def __init__(
         self,
         *,
@@ -197,10 +221,11 @@ class CreateTaskRequest(_message.Message):
         on_failure: _task_pb2.OnFailure.ValueType = ...,
         concurrency_key: _builtins.str = ...,
         concurrency_limits: _task_pb2.ConcurrencyLimits | None = ...,
+        cache_max_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "concurrency_limits", b"concurrency_limits", "payload", b"payload", "run_at", b"run_at", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "cache_max_age", b"cache_max_age", "concurrency_limits", b"concurrency_limits", "payload", b"payload", "run_at", b"run_at", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "cache", b"cache", "concurrency_key", b"concurrency_key", "concurrency_limits", b"concurrency_limits", "group", b"group", "idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "run_at", b"run_at", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "cache", b"cache", "cache_max_age", b"cache_max_age", "concurrency_key", b"concurrency_key", "concurrency_limits", b"concurrency_limits", "group", b"group", "idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "on_failure", b"on_failure", "payload", b"payload", "priority", b"priority", "run_at", b"run_at", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -91,6 +91,11 @@ class TaskServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
                 _registered_method=True)
+        self.RunTask = channel.unary_unary(
+                '/orchestrator.v1.TaskService/RunTask',
+                request_serializer=orchestrator_dot_v1_dot_task__service__pb2.RunTaskRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -173,6 +178,13 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunTask(self, request, context):
+        """Makes a SCHEDULED task (run_at ahead, or backing off) due now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +242,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ExplainTask,
                     request_deserializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.SerializeToString,
+            ),
+            'RunTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=orchestrator_dot_v1_dot_task__service__pb2.RunTaskRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_task__pb2.Task.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -529,6 +546,33 @@ class TaskService:
             '/orchestrator.v1.TaskService/ExplainTask',
             orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
             orchestrator_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.TaskService/RunTask',
+            orchestrator_dot_v1_dot_task__service__pb2.RunTaskRequest.SerializeToString,
+            orchestrator_dot_v1_dot_task__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,

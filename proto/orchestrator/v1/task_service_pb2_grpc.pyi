@@ -55,6 +55,8 @@ class TaskServiceStub:
     """Changes to tasks matching the filters, from `since_revision` on, until the client leaves."""
     ExplainTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]
     """Why the task is not running now, in plain words."""
+    RunTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.RunTaskRequest, _task_pb2.Task]
+    """Makes a SCHEDULED task (run_at ahead, or backing off) due now."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -81,6 +83,8 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Changes to tasks matching the filters, from `since_revision` on, until the client leaves."""
     ExplainTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]  # type: ignore[assignment]
     """Why the task is not running now, in plain words."""
+    RunTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.RunTaskRequest, _task_pb2.Task]  # type: ignore[assignment]
+    """Makes a SCHEDULED task (run_at ahead, or backing off) due now."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -170,5 +174,13 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ExplainTaskResponse, _abc.Awaitable[_task_service_pb2.ExplainTaskResponse]]:
         """Why the task is not running now, in plain words."""
+
+    @_abc_1.abstractmethod
+    def RunTask(
+        self,
+        request: _task_service_pb2.RunTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_pb2.Task, _abc.Awaitable[_task_pb2.Task]]:
+        """Makes a SCHEDULED task (run_at ahead, or backing off) due now."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -76,6 +76,7 @@ class WorkerMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     CREDIT_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello: ...
     @_builtins.property
@@ -86,6 +87,8 @@ class WorkerMessage(_message.Message):
     def credit(self) -> Global___CreditGrant: ...
     @_builtins.property
     def draining(self) -> Global___Draining: ...
+    @_builtins.property
+    def progress(self) -> Global___ProgressReport: ...
     def __init__(
         self,
         *,
@@ -94,12 +97,13 @@ class WorkerMessage(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         credit: Global___CreditGrant | None = ...,
         draining: Global___Draining | None = ...,
+        progress: Global___ProgressReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "results", b"results"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "progress", b"progress", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "progress", b"progress", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "results", "heartbeat", "credit", "draining"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "results", "heartbeat", "credit", "draining", "progress"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -428,6 +432,61 @@ class CreditGrant(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreditGrant: _TypeAlias = CreditGrant  # noqa: Y015
+
+@_typing.final
+class ProgressReport(_message.Message):
+    """What running handlers say about how far they got (the latest per lease is enough)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskProgress]: ...
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___TaskProgress] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProgressReport: _TypeAlias = ProgressReport  # noqa: Y015
+
+@_typing.final
+class TaskProgress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    percent: _builtins.float
+    """0 to 100; unset when only a message is reported."""
+    message: _builtins.str
+    """At most 1000 characters."""
+    details_json: _builtins.bytes
+    """A JSON object in UTF-8, at most 64 KiB; empty for none."""
+    def __init__(
+        self,
+        *,
+        lease_id: _builtins.str = ...,
+        percent: _builtins.float | None = ...,
+        message: _builtins.str = ...,
+        details_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_percent", b"_percent", "percent", b"percent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_percent", b"_percent", "details_json", b"details_json", "lease_id", b"lease_id", "message", b"message", "percent", b"percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__percent: _TypeAlias = _typing.Literal["percent"]  # noqa: Y015
+    _WhichOneofArgType__percent: _TypeAlias = _typing.Literal["_percent", b"_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__percent) -> _WhichOneofReturnType__percent | None: ...
+
+Global___TaskProgress: _TypeAlias = TaskProgress  # noqa: Y015
 
 @_typing.final
 class Draining(_message.Message):
