@@ -9,6 +9,13 @@ Results are batched without adding latency: the writer sends whatever has accumu
 each time it wakes up; while one write is in flight, results finishing meanwhile pile up
 for the next message. Under load batches grow by themselves; when idle each result leaves
 at once.
+
+Progress reports are coalesced: only the latest per lease waits, and the writer sends all
+that wait in one ``ProgressReport`` at most every :data:`PROGRESS_INTERVAL` — except that
+whatever waits goes out at once, just before them, when results are sent (so the last
+progress a handler reported before it finished precedes its result) or when the stream is
+closed. Progress for a lease must never follow its result: the worker hands over progress
+only for leases whose result it has not queued yet (see ``Worker._on_progress``).
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc as pb_grpc
@@ -34,6 +42,10 @@ HEARTBEAT_MARGIN = 0.8
 #: Results per ResultBatch and bytes of results per message, well under the message limit.
 MAX_BATCH_RESULTS = 1000
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
+#: At most one ProgressReport per this many seconds (besides those sent with results).
+PROGRESS_INTERVAL = 0.1
+
+M = TypeVar("M", bound=Message)
 
 
 class StreamEnded(Exception):
@@ -67,6 +79,11 @@ class Connection:
         self._host = host
         self._log_extra = {"worker_id": worker_id, "session_id": welcome.session_id}
         self._results: list[pb.TaskResult] = []
+        # The latest progress per lease, not sent yet; when the last ProgressReport left
+        # (loop time), and the timer that wakes the writer when the next one may.
+        self._progress: dict[str, pb.TaskProgress] = {}
+        self._progress_sent_at = float("-inf")
+        self._progress_timer: asyncio.TimerHandle | None = None
         self._credit = 0
         self._heartbeat_due = False
         self._draining_due = False
@@ -129,6 +146,15 @@ class Connection:
         self._results.append(result)
         self._wake.set()
 
+    def send_progress(self, update: pb.TaskProgress) -> None:
+        """Queue ``update``, replacing any earlier one of its lease not sent yet. The caller
+        makes sure the lease's result is not queued yet (it would be sent after it)."""
+        if not self._alive or self._flushed.is_set():
+            return
+        self._progress[update.lease_id] = update
+        if self._progress_timer is None:  # otherwise the timer wakes the writer
+            self._wake.set()
+
     def grant(self, slots: int) -> None:
         """Give the scheduler ``slots`` more credit (with the next results, or alone)."""
         self._credit += slots
@@ -154,6 +180,10 @@ class Connection:
     def abort(self) -> None:
         """Drop the stream at once (broken, or done with)."""
         self._alive = False
+        self._progress.clear()
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+            self._progress_timer = None
         for task in self.tasks:
             task.cancel()
             # A side task may still fail on its way out (a write to the dead stream); the
@@ -211,14 +241,22 @@ class Connection:
                 return
 
     def _pending(self) -> bool:
-        return bool(self._results or self._credit or self._heartbeat_due or self._draining_due)
+        return bool(
+            self._results
+            or self._credit
+            or self._heartbeat_due
+            or self._draining_due
+            or self._progress
+        )
 
     def _take(self) -> list[pb.WorkerMessage]:
-        """Everything due now, in order: draining, results (with credit), heartbeat."""
+        """Everything due now, in order: draining, progress, results (with credit),
+        heartbeat."""
         messages: list[pb.WorkerMessage] = []
         if self._draining_due:
             self._draining_due = False
             messages.append(pb.WorkerMessage(draining=pb.Draining()))
+        messages.extend(self._take_progress())
         credit, self._credit = self._credit, 0
         results, self._results = self._results, []
         for batch in _batches(results):
@@ -231,6 +269,32 @@ class Connection:
             held = self._host.held_lease_ids()
             messages.append(pb.WorkerMessage(heartbeat=pb.Heartbeat(lease_ids=held)))
         return messages
+
+    def _take_progress(self) -> list[pb.WorkerMessage]:
+        """The waiting progress if it is due (see the module docstring); if it is not, make
+        sure the writer wakes when it is."""
+        if not self._progress:
+            return []
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due_at = self._progress_sent_at + PROGRESS_INTERVAL
+        if now < due_at and not self._results and not self._closing:
+            if self._progress_timer is None:
+                self._progress_timer = loop.call_later(due_at - now, self._progress_due)
+            return []
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+            self._progress_timer = None
+        updates, self._progress = list(self._progress.values()), {}
+        self._progress_sent_at = now
+        return [
+            pb.WorkerMessage(progress=pb.ProgressReport(updates=batch))
+            for batch in _batches(updates)
+        ]
+
+    def _progress_due(self) -> None:
+        self._progress_timer = None
+        self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
         period = self.heartbeat_interval * HEARTBEAT_MARGIN
@@ -245,18 +309,19 @@ def _collect(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-def _batches(results: list[pb.TaskResult]) -> list[list[pb.TaskResult]]:
-    """Split results into messages of at most MAX_BATCH_RESULTS and about MAX_BATCH_BYTES."""
-    batches: list[list[pb.TaskResult]] = []
-    current: list[pb.TaskResult] = []
+def _batches(items: list[M]) -> list[list[M]]:
+    """Split results (or progress updates) into messages of at most MAX_BATCH_RESULTS items
+    and about MAX_BATCH_BYTES."""
+    batches: list[list[M]] = []
+    current: list[M] = []
     size = 0
-    for result in results:
-        result_size = result.ByteSize()
-        if current and (len(current) >= MAX_BATCH_RESULTS or size + result_size > MAX_BATCH_BYTES):
+    for item in items:
+        item_size = item.ByteSize()
+        if current and (len(current) >= MAX_BATCH_RESULTS or size + item_size > MAX_BATCH_BYTES):
             batches.append(current)
             current, size = [], 0
-        current.append(result)
-        size += result_size
+        current.append(item)
+        size += item_size
     if current:
         batches.append(current)
     return batches

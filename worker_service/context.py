@@ -1,19 +1,56 @@
-"""What a handler knows about the task it runs.
+"""What a handler knows about the task it runs, and how it reports progress.
 
 Async and thread handlers receive a :class:`TaskContext`; CPU-bound handlers run in another
 process, where an event loop object or a logger cannot follow, so they receive the small
 picklable :class:`TaskInfo` instead. Both are frozen: a handler reads them, never changes
 them.
+
+Progress. A running async or thread handler may say how far it got::
+
+    ctx.report_progress(40, "resized 4 of 10 images", {"done": 4, "total": 10})
+
+``report_progress(percent=None, message="", details=None)`` is a plain (not async) call that
+never blocks and never fails for reasons outside the handler (the stream to the scheduler
+closed or broke, the attempt already ended: the report is then silently dropped). It raises
+``ValueError`` for bad arguments only: ``percent`` must be a number from 0 to 100 (or
+``None`` when only a message is reported), ``message`` a string (longer than 1000
+characters it is cut), ``details`` a mapping that is a JSON object (no NaN) of at most
+64 KiB as canonical JSON. A thread handler may call it from its own thread.
+
+It is cheap to call often, even in a tight loop: only the latest report of each task is
+kept, and the worker sends what is pending at most about every 100 ms
+(:data:`~worker_service.connection.PROGRESS_INTERVAL`) in one ``ProgressReport`` for all its
+tasks. The latest report made before the handler returned always goes out before the
+task's result; nothing reported after the result was queued is sent. The scheduler keeps
+the latest report as the task's ``progress``.
+
+CPU-bound handlers (``cpu_bound=True``) cannot report progress yet: :class:`TaskInfo` has
+no channel back from the process pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import Mapping, MutableMapping
+import numbers
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from orchestrator.v1 import worker_service_pb2 as pb
+from orchestrator_client.convert import dumps_json
+
+#: Longer progress messages are cut.
+MAX_PROGRESS_MESSAGE_CHARS = 1000
+#: The most bytes of canonical JSON a progress report's ``details`` may take.
+MAX_PROGRESS_DETAILS_BYTES = 64 * 1024
+
+#: Where a context's progress reports go: called on the event loop's thread.
+ProgressSink = Callable[[pb.TaskProgress], None]
 
 
 @dataclass(frozen=True)
@@ -44,7 +81,11 @@ class HandlerSettings:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """The task a CPU-bound handler runs; picklable, so it crosses into the process pool."""
+    """The task a CPU-bound handler runs; picklable, so it crosses into the process pool.
+
+    It carries no way back to the worker: a CPU-bound handler cannot report progress (only
+    :class:`TaskContext` has :meth:`~TaskContext.report_progress`).
+    """
 
     task_id: str
     type: str
@@ -72,6 +113,11 @@ class TaskContext:
     timed out, or returned on shutdown). An async handler is also cancelled the usual asyncio
     way; a thread handler cannot be, so a long one should check ``cancelled.is_set()`` now and
     then and give up early.
+
+    :meth:`report_progress` tells the scheduler how far the handler got (see the module
+    docstring). The worker sets ``progress_sink``; a context built without one (in a
+    handler's own unit tests, say) validates the reports and drops them, and a test may pass
+    ``progress_sink=reports.append`` to see them.
     """
 
     task_id: str
@@ -83,12 +129,34 @@ class TaskContext:
     settings: HandlerSettings
     labels: Mapping[str, str] = field(default_factory=dict)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Receives each validated report, on the thread of the event loop that was running when
+    #: the context was built (or at once, on the caller's thread, when none was).
+    progress_sink: ProgressSink | None = field(default=None, repr=False, compare=False)
     log: TaskLogger = field(init=False)
+    _progress: _ProgressHandover | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         logger = logging.getLogger(f"worker_service.task.{self.type}")
         extra = {"task_id": self.task_id, "lease_id": self.lease_id, "worker_id": self.worker_id}
         object.__setattr__(self, "log", TaskLogger(logger, extra))
+        sink = self.progress_sink
+        object.__setattr__(self, "_progress", None if sink is None else _ProgressHandover(sink))
+
+    def report_progress(
+        self,
+        percent: float | None = None,
+        message: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Report how far the handler got: ``percent`` from 0 to 100 (``None``: unknown), a
+        short ``message`` for people, ``details`` a small JSON object of the handler's own.
+
+        Callable from the event loop or from a thread handler's thread; never blocks, and
+        only raises ``ValueError`` for invalid arguments. Only the latest report counts.
+        """
+        update = progress_update(self.lease_id, percent, message, details)
+        if self._progress is not None:
+            self._progress.put(update)
 
     @property
     def info(self) -> TaskInfo:
@@ -100,3 +168,88 @@ class TaskContext:
             max_attempts=self.max_attempts,
             lease_id=self.lease_id,
         )
+
+
+def progress_update(lease_id: str, percent: Any, message: Any, details: Any) -> pb.TaskProgress:
+    """A validated ``TaskProgress``; ``ValueError`` for anything the contract refuses."""
+    update = pb.TaskProgress(lease_id=lease_id)
+    if percent is not None:
+        if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+            raise ValueError(f"percent must be a number from 0 to 100, got {percent!r}")
+        value = float(percent)
+        if not 0.0 <= value <= 100.0:  # NaN fails too
+            raise ValueError(f"percent must be from 0 to 100, got {percent!r}")
+        update.percent = value
+    if not isinstance(message, str):
+        raise ValueError(f"message must be a string, got {type(message).__name__}")
+    if len(message) > MAX_PROGRESS_MESSAGE_CHARS:
+        message = message[: MAX_PROGRESS_MESSAGE_CHARS - 1] + "…"
+    update.message = message
+    if details is not None:
+        update.details_json = _details_json(details)
+    return update
+
+
+def _details_json(details: Any) -> bytes:
+    if not isinstance(details, Mapping):
+        raise ValueError(f"details must be a mapping (a JSON object), got {type(details).__name__}")
+    try:
+        value = dict(details)
+        json.dumps(value, allow_nan=False)  # dumps_json would let NaN through
+        data = dumps_json(value).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"details must be JSON: {exc}") from exc
+    if len(data) > MAX_PROGRESS_DETAILS_BYTES:
+        raise ValueError(
+            f"details are too large: {len(data)} bytes of JSON > {MAX_PROGRESS_DETAILS_BYTES}"
+        )
+    return data
+
+
+class _ProgressHandover:
+    """Brings reports to the sink on the event loop's thread, from whichever thread.
+
+    On the loop, a report goes to the sink at once. From another thread only the latest
+    report waits here, and at most one callback is scheduled on the loop at a time, so a
+    thread reporting in a tight loop does not flood the loop with callbacks.
+    """
+
+    def __init__(self, sink: ProgressSink) -> None:
+        self._sink = sink
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._lock = threading.Lock()
+        self._latest: pb.TaskProgress | None = None
+        self._scheduled = False
+
+    def put(self, update: pb.TaskProgress) -> None:
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            with self._lock:
+                self._latest = None  # older than this one, from a thread
+            self._sink(update)
+            return
+        with self._lock:
+            self._latest = update
+            if self._scheduled:
+                return
+            self._scheduled = True
+        # RuntimeError: the loop is closed, nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            update, self._latest = self._latest, None
+            self._scheduled = False
+        if update is not None:
+            self._sink(update)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -16,6 +16,10 @@ The kind of a handler decides where it runs:
 * plain ``def``: in a thread, off the event loop;
 * ``@handler(name, cpu_bound=True)`` on a module-level plain ``def``: in a process pool
   (spawned, never forked), receiving ``(payload, TaskInfo)``.
+
+Async and thread handlers may report progress with ``ctx.report_progress(...)`` (see
+:mod:`worker_service.context`); CPU-bound handlers cannot yet: the ``TaskInfo`` they receive
+has no channel back from the process pool.
 """
 
 from __future__ import annotations

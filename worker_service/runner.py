@@ -41,7 +41,7 @@ from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.convert import seconds_from_duration
 
 from . import results
-from .context import HandlerSettings, TaskContext
+from .context import HandlerSettings, ProgressSink, TaskContext
 from .errors import TaskFailed
 from .pool_child import (
     STARTED_AT_ATTRIBUTE,
@@ -223,7 +223,8 @@ class TaskRunner:
         self._settings = settings
         self._worker_id = worker_id
 
-    def job(self, lease: pb.Lease) -> Job:
+    def job(self, lease: pb.Lease, progress_sink: ProgressSink | None = None) -> Job:
+        """A job for ``lease``; its handler's progress reports go to ``progress_sink``."""
         ctx = TaskContext(
             task_id=lease.task_id,
             type=lease.type,
@@ -233,6 +234,7 @@ class TaskRunner:
             worker_id=self._worker_id,
             settings=self._settings,
             labels=dict(lease.labels),
+            progress_sink=progress_sink,
         )
         return Job(lease=lease, ctx=ctx)
 

@@ -28,6 +28,11 @@ timeout keeps its slot, see :mod:`worker_service.runner`). ``hello.slots`` is th
 A broken stream: the scheduler has already taken every lease of that stream back (and will
 lease them again), so the worker cancels those tasks and drops their results rather than
 letting a second copy run on; the slots come back as the work actually stops.
+
+Progress. What handlers report (:meth:`TaskContext.report_progress
+<worker_service.context.TaskContext.report_progress>`) goes to the connection their lease
+came on while the lease is held; once its result is queued, or the stream is gone, later
+reports are dropped — progress never follows a result.
 """
 
 from __future__ import annotations
@@ -409,7 +414,10 @@ class Worker:
         return {**self._extra, "task_id": lease.task_id, "lease_id": lease.lease_id}
 
     def _start(self, connection: Connection, lease: pb.Lease) -> None:
-        job = self._runner.job(lease)
+        def progress(update: pb.TaskProgress) -> None:
+            self._on_progress(connection, update)
+
+        job = self._runner.job(lease, progress)
         self._jobs[lease.lease_id] = job
         self._held_empty.clear()
         self._busy += 1
@@ -442,6 +450,15 @@ class Worker:
             log.debug("result dropped: its stream is gone", extra=self._lease_extra(job.lease))
             return
         connection.send_result(result)
+
+    def _on_progress(self, connection: Connection, update: pb.TaskProgress) -> None:
+        """A handler's report (on the loop): for the scheduler, while the lease is held —
+        :meth:`_report` lets go of it right before queueing the result."""
+        if connection is not self._connection or not connection.alive:
+            return
+        if update.lease_id not in self._jobs:
+            return
+        connection.send_progress(update)
 
     def _release_slot(self) -> None:
         self._busy -= 1
