@@ -24,6 +24,7 @@ from .engine.dispatcher import Dispatcher
 from .engine.feed import ChangeFeed
 from .engine.metrics import SchedulerMetrics
 from .engine.reaper import LeaseReaper
+from .engine.schedules import ScheduleOperations, ScheduleRunner
 from .engine.task_types import KnownTaskTypes
 from .engine.tasks import TaskOperations
 from .http.server import HttpServer, build_app
@@ -49,6 +50,8 @@ class SchedulerApp:
                 synchronous=config.sqlite_synchronous,
                 priority_aging=int(config.priority_aging * MICROS_PER_SECOND),
                 clock=self.clock,
+                idempotency_retention=int(config.idempotency_retention * MICROS_PER_SECOND),
+                schedule_grace=int(config.schedule_grace * MICROS_PER_SECOND),
             ),
         )
         self.dispatcher = Dispatcher(
@@ -61,6 +64,9 @@ class SchedulerApp:
         )
         self.feed = ChangeFeed(self.store, self.clock, config.poll_interval)
         self.reaper = LeaseReaper(self.store, self.dispatcher, self.metrics, config.reap_interval)
+        self.schedule_runner = ScheduleRunner(
+            self.store, self.clock, self.metrics, config.poll_interval
+        )
         self.types = KnownTaskTypes(self.store)
         self.tasks = TaskOperations(
             self.store, self.dispatcher, self.types, self.metrics, self.clock
@@ -75,7 +81,14 @@ class SchedulerApp:
                 self.metrics,
                 heartbeat_interval=int(config.heartbeat_interval * MICROS_PER_SECOND),
             ),
-            AdminServicer(self.store, self.dispatcher, self.clock, limits, self.metrics),
+            AdminServicer(
+                self.store,
+                self.dispatcher,
+                ScheduleOperations(self.store, self.types),
+                self.clock,
+                limits,
+                self.metrics,
+            ),
         )
         self.http: HttpServer | None = None
         self.dev_worker: DevWorker | None = None
@@ -89,6 +102,7 @@ class SchedulerApp:
     def _on_commit(self, revision: int) -> None:
         self.dispatcher.wake()
         self.feed.notify(revision)
+        self.schedule_runner.wake()
 
     @property
     def ready(self) -> bool:
@@ -112,6 +126,7 @@ class SchedulerApp:
             ("dispatcher", self.dispatcher.run()),
             ("lease-reaper", self.reaper.run()),
             ("change-feed", self.feed.run()),
+            ("schedules", self.schedule_runner.run()),
         ):
             self._side_tasks.append(asyncio.create_task(coro, name=name))
         if config.with_worker:

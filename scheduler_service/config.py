@@ -46,6 +46,8 @@ class SchedulerConfig:
     max_schedule_ahead_days: int = 366
     default_max_attempts: int = 3
     default_timeout: float = 600.0
+    idempotency_retention: float = 86_400.0
+    schedule_grace: float = 60.0
     log_level: str = "info"
     log_format: str = "text"
 
@@ -86,6 +88,8 @@ class SchedulerConfig:
                 max_schedule_ahead_days=args.max_schedule_ahead_days,
                 default_max_attempts=args.default_max_attempts,
                 default_timeout=args.default_timeout,
+                idempotency_retention=args.idempotency_retention,
+                schedule_grace=args.schedule_grace,
                 log_level=args.log_level,
                 log_format=args.log_format,
             )
@@ -110,6 +114,8 @@ class SchedulerConfig:
             (self.max_schedule_ahead_days >= 1, "--max-schedule-ahead-days must be at least 1"),
             (1 <= self.default_max_attempts <= 100, "--default-max-attempts must be 1 to 100"),
             (1 <= self.default_timeout <= 86400, "--default-timeout must be 1 to 86400 seconds"),
+            (self.idempotency_retention >= 1, "--idempotency-retention must be at least 1 second"),
+            (self.schedule_grace >= 0, "--schedule-grace must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -203,6 +209,18 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         type=float,
         default=600.0,
         help="seconds per attempt when a task gives no timeout",
+    )
+    sched.add_argument(
+        "--idempotency-retention",
+        type=float,
+        default=86_400.0,
+        help="seconds an idempotency key keeps returning its first task",
+    )
+    sched.add_argument(
+        "--schedule-grace",
+        type=float,
+        default=60.0,
+        help="seconds a missed schedule slot still fires late; older ones follow catch_up",
     )
     dev = p.add_argument_group("development")
     dev.add_argument(

@@ -13,23 +13,27 @@ from ..domain.clock import Clock
 from ..domain.model import WorkerRecord
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
+from ..engine.schedules import ScheduleOperations
 from ..store.base import TaskStore
 from . import codec, page_tokens, validation
 from .errors import unary
+from .schedule_rpcs import ScheduleRpcs
 from .validation import Limits
 
 _DEFAULT_PAGE = 100
 
 
-class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
         store: TaskStore,
         dispatcher: Dispatcher,
+        schedules: ScheduleOperations,
         clock: Clock,
         limits: Limits,
         metrics: SchedulerMetrics,
     ) -> None:
+        self.schedules = schedules
         self.store = store
         self.dispatcher = dispatcher
         self.clock = clock

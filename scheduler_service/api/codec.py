@@ -20,10 +20,12 @@ from ..domain.model import (
     Micros,
     Stats,
     TaskRecord,
+    TaskSpec,
     TaskState,
     TaskTypeRecord,
     WorkerRecord,
 )
+from ..domain.schedules import ScheduleRecord
 
 
 def task_message(
@@ -63,7 +65,17 @@ def task_message(
         lease_id=task.lease_id,
         on_failure=task_pb2.OnFailure.ValueType(int(task.on_failure)),
         concurrency_key=task.concurrency_key,
+        cached=task.cached,
+        cached_from=task.cached_from,
     )
+    if task.progress is not None:
+        progress = message.progress
+        if task.progress.percent is not None:
+            progress.percent = task.progress.percent
+        progress.message = task.progress.message
+        if task.progress.details_json:
+            progress.details.CopyFrom(struct_from_json(task.progress.details_json))
+        progress.updated_at.CopyFrom(timestamp_from_micros(task.progress.updated_at))
     if task.started_at is not None:
         message.started_at.CopyFrom(timestamp_from_micros(task.started_at))
     if task.finished_at is not None:
@@ -223,3 +235,58 @@ def lease_message(lease: Lease) -> worker_service_pb2.Lease:
         created_at=timestamp_from_micros(lease.created_at),
         labels=dict(lease.labels),
     )
+
+
+def create_request(spec: TaskSpec) -> task_service_pb2.CreateTaskRequest:
+    """A task template back as the request that describes it (for Schedule.template)."""
+    b = spec.backoff
+    request = task_service_pb2.CreateTaskRequest(
+        type=spec.type,
+        payload=struct_from_json(spec.payload_json),
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+        backoff=task_pb2.BackoffPolicy(
+            initial=duration_from_micros(b.initial),
+            multiplier=b.multiplier,
+            maximum=duration_from_micros(b.maximum),
+            jitter=b.jitter,
+        ),
+        timeout=duration_from_micros(spec.timeout),
+        group=spec.group,
+        cache=spec.cache,
+        labels=dict(spec.labels),
+        on_failure=task_pb2.OnFailure.ValueType(int(spec.on_failure)),
+        concurrency_key=spec.concurrency_key,
+    )
+    if spec.key_limits is not None:
+        request.concurrency_limits.CopyFrom(
+            task_pb2.ConcurrencyLimits(
+                max_running=spec.key_limits.max_running,
+                max_per_second=spec.key_limits.max_per_second,
+            )
+        )
+    if spec.cache_max_age is not None:
+        request.cache_max_age.CopyFrom(duration_from_micros(spec.cache_max_age))
+    return request
+
+
+def schedule_message(record: ScheduleRecord) -> admin_service_pb2.Schedule:
+    message = admin_service_pb2.Schedule(
+        id=record.id,
+        cron=record.cron,
+        time_zone=record.time_zone,
+        template=create_request(record.template),
+        state=(
+            admin_service_pb2.SCHEDULE_STATE_PAUSED
+            if record.paused
+            else admin_service_pb2.SCHEDULE_STATE_ACTIVE
+        ),
+        catch_up=admin_service_pb2.CatchUp.ValueType(int(record.catch_up)),
+        next_fire_at=timestamp_from_micros(record.next_fire_at),
+        last_task_id=record.last_task_id,
+        fired_count=record.fired_count,
+        created_at=timestamp_from_micros(record.created_at),
+    )
+    if record.last_fire_at is not None:
+        message.last_fire_at.CopyFrom(timestamp_from_micros(record.last_fire_at))
+    return message

@@ -170,6 +170,15 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         return codec.task_message(task, self.clock.now(), full=True)
 
     @unary
+    async def RunTask(
+        self,
+        request: task_service_pb2.RunTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> task_pb2.Task:
+        task = await self.tasks.run_now(validation.require_task_id("id", request.id))
+        return codec.task_message(task, self.clock.now(), full=True)
+
+    @unary
     async def ExplainTask(
         self,
         request: task_service_pb2.ExplainTaskRequest,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from orchestrator.v1 import task_pb2, task_service_pb2
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client.convert import dict_from_struct
 from orchestrator_client.protocol import TASK_TYPE_PATTERN
 
@@ -31,6 +31,7 @@ from ..domain.model import (
     TaskSpec,
     TaskState,
 )
+from ..domain.schedules import CatchUp, ScheduleSpec, check_cron, zone
 
 TYPE_PATTERN = re.compile(TASK_TYPE_PATTERN)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
@@ -189,6 +190,18 @@ def task_spec(
             f + "on_failure", f"unknown value {request.on_failure}; use ON_FAILURE_BLOCK or "
             "ON_FAILURE_SKIP"
         )  # fmt: skip
+    cache_max_age = None
+    if request.HasField("cache_max_age"):
+        if not request.cache:
+            raise InvalidArgument(f + "cache_max_age", "needs cache to be true")
+        cache_max_age = _duration(f + "cache_max_age", request.cache_max_age)
+        if cache_max_age <= 0:
+            raise InvalidArgument(f + "cache_max_age", "must be above 0s")
+    if request.cache and request.group:
+        raise InvalidArgument(
+            f + "cache", "cannot be combined with group: a cached task may finish without "
+            "running, a grouped one runs in its turn"
+        )  # fmt: skip
     key_limits = None
     if request.concurrency_key:
         require_name(f + "concurrency_key", request.concurrency_key, limits)
@@ -212,6 +225,7 @@ def task_spec(
         on_failure=_ON_FAILURE[request.on_failure],
         concurrency_key=request.concurrency_key,
         key_limits=key_limits,
+        cache_max_age=cache_max_age,
     )
 
 
@@ -334,3 +348,55 @@ def view(field: str, value: int, default: int) -> int:
     if value not in task_pb2.TaskView.values():
         raise InvalidArgument(field, f"unknown view {value}; use TASK_VIEW_BASIC or TASK_VIEW_FULL")
     return value or default
+
+
+_CATCH_UP = {0: CatchUp.LATEST, 1: CatchUp.LATEST, 2: CatchUp.SKIP, 3: CatchUp.ALL}
+
+
+def schedule_spec(
+    request: admin_service_pb2.CreateScheduleRequest,
+    *,
+    schedule_id: str,
+    client: str,
+    now: Micros,
+    limits: Limits,
+) -> ScheduleSpec:
+    """A validated CreateSchedule; the template is validated like a CreateTask."""
+    if not request.HasField("schedule"):
+        raise InvalidArgument("schedule", "is required")
+    schedule = request.schedule
+    if request.schedule_id:
+        require_name("schedule_id", request.schedule_id, limits)
+    try:
+        check_cron(schedule.cron)
+    except ValueError as exc:
+        raise InvalidArgument("schedule.cron", str(exc)) from None
+    time_zone = schedule.time_zone or "UTC"
+    try:
+        zone(time_zone)
+    except ValueError as exc:
+        raise InvalidArgument("schedule.time_zone", str(exc)) from None
+    if not schedule.HasField("template"):
+        raise InvalidArgument("schedule.template", "is required: the task each slot creates")
+    if schedule.template.HasField("run_at"):
+        raise InvalidArgument("schedule.template.run_at", "is set by each slot; leave it out")
+    if schedule.template.idempotency_key:
+        raise InvalidArgument(
+            "schedule.template.idempotency_key", "is set by each slot; leave it out"
+        )
+    template = task_spec(
+        schedule.template, client=client, now=now, limits=limits, prefix="schedule.template."
+    )
+    if schedule.catch_up not in _CATCH_UP:
+        raise InvalidArgument(
+            "schedule.catch_up", f"unknown value {schedule.catch_up}; use CATCH_UP_LATEST, "
+            "CATCH_UP_SKIP or CATCH_UP_ALL"
+        )  # fmt: skip
+    return ScheduleSpec(
+        id=schedule_id,
+        cron=" ".join(schedule.cron.split()),
+        time_zone=time_zone,
+        template=template,
+        catch_up=_CATCH_UP[schedule.catch_up],
+        client=client,
+    )

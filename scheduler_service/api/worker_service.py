@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 
 from ..domain.clock import Clock
 from ..domain.errors import FailedPrecondition, InvalidArgument
-from ..domain.model import AttemptEnd, AttemptOutcome, Micros, WorkerRecord
+from ..domain.model import AttemptEnd, AttemptOutcome, Micros, ProgressUpdate, WorkerRecord
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
 from ..engine.sessions import Outgoing, SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
@@ -186,10 +187,16 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     self.dispatcher.grant(session, max(0, message.credit.slots))
                 elif kind == "draining":
                     await self.dispatcher.worker_draining(session)
+                elif kind == "progress":
+                    updates = [self._progress(u) for u in message.progress.updates]
+                    await self.dispatcher.progress([u for u in updates if u is not None])
                 elif kind == "hello":
                     raise InvalidArgument("hello", "sent twice on one stream")
         finally:
             session.closed.set()
+
+    def _progress(self, update: pb.TaskProgress) -> ProgressUpdate | None:
+        return _progress_update(update)
 
     def _attempt_end(self, result: pb.TaskResult) -> AttemptEnd:
         """A worker's result as an AttemptEnd; a malformed result counts as a failure."""
@@ -219,6 +226,29 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             )
         text = result.result_json.decode() if result.result_json else "{}"
         return AttemptEnd(result.lease_id, outcome, result_json=text, started_at=started)
+
+
+MAX_PROGRESS_MESSAGE = 1000
+MAX_PROGRESS_DETAILS = 64 * 1024
+
+
+def _progress_update(update: pb.TaskProgress) -> ProgressUpdate | None:
+    """A progress report as the store keeps it; a malformed one is dropped (and logged):
+    progress is advice, never a reason to break the worker's stream."""
+    percent = update.percent if update.HasField("percent") else None
+    if percent is not None and not (math.isfinite(percent) and 0 <= percent <= 100):
+        log.warning("progress percent out of range, dropped", extra={"lease_id": update.lease_id})
+        return None
+    details: str | None = None
+    if update.details_json:
+        problem = _result_problem(update.details_json, MAX_PROGRESS_DETAILS)
+        if problem:
+            log.warning(
+                "progress details dropped: %s", problem, extra={"lease_id": update.lease_id}
+            )
+            return None
+        details = update.details_json.decode()
+    return ProgressUpdate(update.lease_id, percent, update.message[:MAX_PROGRESS_MESSAGE], details)
 
 
 def _result_problem(raw: bytes, limit: int) -> str:

@@ -30,6 +30,9 @@ class TaskState(enum.IntEnum):
     #: Stored only: a grouped task waiting for an earlier task of its group. Never shown:
     #: it reads as SCHEDULED or PENDING (see :meth:`TaskRecord.visible_state`).
     WAITING = 7
+    #: Stored only: a cached task that joined an identical unfinished task (single flight);
+    #: it finishes when that one does. It reads as PENDING.
+    FOLLOWING = 8
 
     @property
     def is_terminal(self) -> bool:
@@ -41,7 +44,7 @@ TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CA
 #: The stored state of every task waiting to run (shown as SCHEDULED or PENDING).
 QUEUED = TaskState.PENDING
 #: Stored states that read as SCHEDULED or PENDING depending on ``due_at``.
-WAITING_STATES = frozenset({QUEUED, TaskState.WAITING})
+WAITING_STATES = frozenset({QUEUED, TaskState.WAITING, TaskState.FOLLOWING})
 
 
 class OnFailure(enum.IntEnum):
@@ -115,6 +118,16 @@ class TaskSpec:
     on_failure: OnFailure = OnFailure.BLOCK
     concurrency_key: str = ""
     key_limits: ConcurrencyLimits | None = None
+    #: With ``cache``: reuse only results at most this old (None: any age).
+    cache_max_age: Micros | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    percent: float | None
+    message: str
+    details_json: str | None
+    updated_at: Micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +161,9 @@ class TaskRecord:
     lease_id: str
     on_failure: OnFailure = OnFailure.BLOCK
     concurrency_key: str = ""
+    cached: bool = False
+    cached_from: str = ""
+    progress: Progress | None = None
 
     def visible_state(self, now: Micros) -> TaskState:
         if self.state in WAITING_STATES:
@@ -236,6 +252,16 @@ class AttemptEnd:
     retryable: bool = True
     #: When the handler started, as the worker reports it.
     started_at: Micros | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """What a running handler said about how far it got (fenced by its lease)."""
+
+    lease_id: str
+    percent: float | None
+    message: str
+    details_json: str | None
 
 
 @dataclass(frozen=True, slots=True)

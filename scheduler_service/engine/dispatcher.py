@@ -24,6 +24,7 @@ from ..domain.model import (
     EndedAttempt,
     LeaseRef,
     Micros,
+    ProgressUpdate,
     WorkerRecord,
 )
 from ..store.base import TaskStore
@@ -128,6 +129,9 @@ class Dispatcher:
             session.send(SendAcks(ended))
         self.grant(session, credit)
         return ended
+
+    async def progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        await self._store.report_progress(updates)
 
     def grant(self, session: WorkerSession, credit: int) -> None:
         if credit > 0:

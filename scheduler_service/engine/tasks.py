@@ -107,6 +107,9 @@ class TaskOperations:
     async def retry(self, task_id: str) -> TaskRecord:
         return await self._store.retry_task(task_id)
 
+    async def run_now(self, task_id: str) -> TaskRecord:
+        return await self._store.run_task(task_id)
+
     async def explain(self, task_id: str) -> tuple[TaskRecord, Explanation]:
         now = self._clock.now()
         # Workers whose row is fresher than two lease periods are alive (see ListWorkers).

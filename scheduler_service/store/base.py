@@ -24,6 +24,7 @@ from ..domain.model import (
     EndedAttempt,
     LeaseRef,
     Micros,
+    ProgressUpdate,
     Stats,
     TaskFilter,
     TaskRecord,
@@ -32,6 +33,7 @@ from ..domain.model import (
     WorkerRecord,
 )
 from ..domain.model import Change as Change
+from ..domain.schedules import ScheduleRecord, ScheduleSpec
 
 CommitListener = Callable[[int], None]
 
@@ -74,6 +76,25 @@ class TaskStore(Protocol):
 
     async def retry_task(self, task_id: str) -> TaskRecord:
         """Raises NotFound, or FailedPrecondition unless the task is FAILED or CANCELLED."""
+
+    async def run_task(self, task_id: str) -> TaskRecord:
+        """Make a task that is not due yet due now; FailedPrecondition once it runs."""
+
+    async def report_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        """Store running tasks' progress; updates for stale leases are ignored."""
+
+    # -- recurring schedules ---------------------------------------------------------------
+    async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        """Raises AlreadyExists if the id is taken."""
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
+    async def list_schedules(self, *, limit: int, after_id: str | None) -> list[ScheduleRecord]: ...
+    async def delete_schedule(self, schedule_id: str) -> None: ...
+    async def set_schedule_paused(self, schedule_id: str, paused: bool) -> ScheduleRecord: ...
+    async def fire_due_schedules(self) -> list[TaskRecord]:
+        """Create the tasks of every due slot, exactly once across processes."""
+
+    async def next_schedule_at(self) -> Micros | None: ...
 
     # -- leasing, for the engine ---------------------------------------------------------
     async def claim(self, requests: Sequence[ClaimRequest]) -> ClaimOutcome:

@@ -22,9 +22,11 @@ from ...domain.model import (
     Lease,
     Micros,
     OnFailure,
+    ProgressUpdate,
     TaskState,
 )
 from ...domain.transitions import RunningTask, Transition
+from .cache import finish_followers
 from .claims import ClaimLimits, choose
 from .counts import Shape
 from .groups import promote_next
@@ -49,6 +51,7 @@ class _Running(NamedTuple):
     type: str
     grp: str
     on_failure: int
+    cache: int
 
 
 @dataclass
@@ -146,7 +149,7 @@ class LeaseWrites:
             async with tx.conn.execute(
                 f"""SELECT lease_id, id, session_id, attempts, max_attempts, backoff_initial,
                         backoff_multiplier, backoff_maximum, backoff_jitter, attempt_seq,
-                        priority, type, grp, on_failure
+                        priority, type, grp, on_failure, cache
                     FROM tasks WHERE state = 3 AND lease_id IN ({placeholders(len(chunk))})""",
                 chunk,
             ) as cursor:
@@ -158,6 +161,7 @@ class LeaseWrites:
         now = tx.now
         task_updates, attempt_updates, answers = [], [], []
         groups: list[str] = []
+        finished: list[tuple[str, Transition]] = []  # cached leaders that finished
         for end in ends:
             row = current.pop(end.lease_id, None)  # pop: a duplicate report is refused
             if row is None:
@@ -196,6 +200,8 @@ class LeaseWrites:
             )  # fmt: skip
             if row.grp and _leaves_group(change.state, row.on_failure):
                 groups.append(row.grp)
+            if row.cache and change.state in (TaskState.SUCCEEDED, TaskState.FAILED):
+                finished.append((row.task_id, change))
             answers.append(
                 EndedAttempt(
                     lease_id=end.lease_id,
@@ -227,7 +233,26 @@ class LeaseWrites:
             attempt_updates,
         )
         await promote_next(tx, groups, self.priority_aging)
+        for leader_id, change in finished:
+            await finish_followers(tx, leader_id, change.state, change.result_json, change.error)
         return answers
+
+    async def progress(self, tx: Tx, batches: Sequence[Sequence[ProgressUpdate]]) -> list[None]:
+        """Store the latest progress of running tasks; reports for stale leases do nothing."""
+        updates = [u for batch in batches for u in batch]
+        if updates:
+            revision = await tx.revision()
+            await tx.conn.executemany(
+                """UPDATE tasks INDEXED BY tasks_running_lease
+                   SET progress_percent = ?, progress_message = ?, progress_details = ?,
+                       progress_at = ?, updated_at = ?, revision = ?
+                   WHERE state = 3 AND lease_id = ?""",
+                [
+                    (u.percent, u.message, u.details_json, tx.now, tx.now, revision, u.lease_id)
+                    for u in updates
+                ],
+            )
+        return [None] * len(batches)
 
     async def heartbeat(
         self, tx: Tx, beats: Sequence[tuple[str, Sequence[str], Micros]]

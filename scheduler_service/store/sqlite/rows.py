@@ -11,6 +11,7 @@ from ...domain.model import (
     AttemptRecord,
     Backoff,
     OnFailure,
+    Progress,
     TaskRecord,
     TaskState,
     WorkerRecord,
@@ -20,7 +21,8 @@ TASK_COLUMNS = (
     "id, type, payload, state, priority, run_at, due_at, max_attempts, backoff_initial, "
     "backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp, idempotency_key, "
     "cache, client, labels, result, error, attempts, created_at, updated_at, started_at, "
-    "finished_at, revision, worker_id, lease_id, on_failure, concurrency_key"
+    "finished_at, revision, worker_id, lease_id, on_failure, concurrency_key, cached, "
+    "cached_from, progress_percent, progress_message, progress_details, progress_at"
 )
 
 # The same columns without payload and result, for lists in the BASIC view.
@@ -67,6 +69,9 @@ def task_from_row(row: Sequence[Any]) -> TaskRecord:
         lease_id=row[27],
         on_failure=OnFailure(row[28]),
         concurrency_key=row[29],
+        cached=bool(row[30]),
+        cached_from=row[31],
+        progress=(None if row[35] is None else Progress(row[32], row[33], row[34], row[35])),
     )
 
 

@@ -31,6 +31,7 @@ from ...domain.model import (
     EndedAttempt,
     LeaseRef,
     Micros,
+    ProgressUpdate,
     Stats,
     TaskFilter,
     TaskRecord,
@@ -39,6 +40,7 @@ from ...domain.model import (
     TaskTypeRecord,
     WorkerRecord,
 )
+from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
 from ..base import CommitListener
 from .connection import connect, migrate
@@ -55,6 +57,7 @@ from .rows import (
     task_from_row,
     worker_from_row,
 )
+from .schedule_writes import SCHEDULE_COLUMNS, ScheduleWrites, schedule_from_row
 from .task_writes import TaskWrites
 from .write_lock import WriteLock
 from .writer import GroupCommitWriter, Tx, WriteKind
@@ -67,6 +70,10 @@ class SqliteOptions:
     priority_aging: Micros = 1 * MICROS_PER_SECOND
     clock: Clock = field(default_factory=SystemClock)
     decide: Decide = after_attempt
+    #: How long an idempotency key keeps returning its first task.
+    idempotency_retention: Micros = 24 * 3600 * MICROS_PER_SECOND
+    #: Schedule slots missed by at most this long still fire (late).
+    schedule_grace: Micros = 60 * MICROS_PER_SECOND
 
 
 class SqliteTaskStore:
@@ -79,8 +86,17 @@ class SqliteTaskStore:
         self._writer_conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
-        tasks = TaskWrites(IdGenerator(), self.options.priority_aging)
+        tasks = TaskWrites(
+            IdGenerator(), self.options.priority_aging, self.options.idempotency_retention
+        )
         leases = LeaseWrites(self.options.decide, self.options.priority_aging)
+        schedules = ScheduleWrites(tasks.create, self.options.schedule_grace)
+        self._run_now = WriteKind("run_now", tasks.run_now)
+        self._progress = WriteKind("progress", leases.progress)
+        self._create_schedule = WriteKind("create_schedule", schedules.create)
+        self._pause_schedule = WriteKind("pause_schedule", schedules.set_paused)
+        self._delete_schedule = WriteKind("delete_schedule", schedules.delete)
+        self._fire_schedules = WriteKind("fire_schedules", schedules.fire_due)
         self._create = WriteKind("create", tasks.create)
         self._delete = WriteKind("delete", tasks.delete)
         self._delete_matching = WriteKind("delete_matching", tasks.delete_matching)
@@ -215,6 +231,46 @@ class SqliteTaskStore:
 
     async def retry_task(self, task_id: str) -> TaskRecord:
         return await self._w.submit(self._retry, task_id)
+
+    async def run_task(self, task_id: str) -> TaskRecord:
+        return await self._w.submit(self._run_now, task_id)
+
+    async def report_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        if updates:
+            await self._w.submit(self._progress, updates)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        return await self._w.submit(self._create_schedule, spec)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        rows = await self._fetchall(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)
+        )
+        return schedule_from_row(rows[0]) if rows else None
+
+    async def list_schedules(self, *, limit: int, after_id: str | None) -> list[ScheduleRecord]:
+        rows = await self._fetchall(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id or "", limit),
+        )
+        return [schedule_from_row(row) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._w.submit(self._delete_schedule, schedule_id)
+
+    async def set_schedule_paused(self, schedule_id: str, paused: bool) -> ScheduleRecord:
+        return await self._w.submit(self._pause_schedule, (schedule_id, paused))
+
+    async def fire_due_schedules(self) -> list[TaskRecord]:
+        return await self._w.submit(self._fire_schedules, None)
+
+    async def next_schedule_at(self) -> Micros | None:
+        rows = await self._fetchall(
+            "SELECT min(next_fire_at) FROM schedules INDEXED BY schedules_due WHERE paused = 0"
+        )
+        return rows[0][0] if rows and rows[0][0] is not None else None
 
     # -- leasing ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from ...domain.model import (
     TaskSpec,
     TaskState,
 )
+from .cache import cache_key, cache_key_of, find_leader, find_result, hand_over
 from .counts import Shape
 from .filters import filter_sql
 from .groups import promote_next
@@ -35,9 +36,8 @@ INSERT INTO tasks (
     id, type, payload, state, priority, run_at, due_at, claim_key, max_attempts,
     backoff_initial, backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp,
     idempotency_key, cache, client, labels, created_at, updated_at, revision, on_failure,
-    concurrency_key
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT DO NOTHING
+    concurrency_key, cache_key, cached, cached_from, result, finished_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _UPSERT_KEY_LIMITS = """
@@ -47,10 +47,15 @@ ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running,
 """
 
 
+# A cached task in one of these states may have followers.
+_LEADING = (TaskState.PENDING, TaskState.RUNNING, TaskState.WAITING)
+
+
 @dataclass
 class TaskWrites:
     ids: IdGenerator
     priority_aging: Micros  # microseconds of waiting worth one priority point
+    idempotency_retention: Micros
 
     def claim_key(self, due_at: Micros, priority: int) -> Micros:
         return due_at - priority * self.priority_aging
@@ -58,83 +63,35 @@ class TaskWrites:
     async def create(
         self, tx: Tx, batches: Sequence[Sequence[TaskSpec]]
     ) -> list[list[tuple[TaskRecord, bool]]]:
-        revision = await tx.revision()
-        now = tx.now
-        made: list[TaskRecord] = []
-        rows = []
-        key_limits: dict[str, tuple[str, int, float, Micros]] = {}
-        for spec in (spec for specs in batches for spec in specs):
-            run_at = spec.run_at if spec.run_at is not None else now
-            due_at = max(run_at, now)
-            # A grouped task starts out waiting; promote_next below lets the first one go.
-            state = TaskState.WAITING if spec.group else QUEUED
-            record = TaskRecord(
-                id=self.ids.new_id(now // 1000),
-                type=spec.type,
-                payload_json=spec.payload_json,
-                state=state,
-                priority=spec.priority,
-                run_at=run_at,
-                due_at=due_at,
-                max_attempts=spec.max_attempts,
-                backoff=spec.backoff,
-                timeout=spec.timeout,
-                group=spec.group,
-                idempotency_key=spec.idempotency_key,
-                cache=spec.cache,
-                client=spec.client,
-                labels=dict(spec.labels),
-                result_json=None,
-                error="",
-                attempts=0,
-                created_at=now,
-                updated_at=now,
-                started_at=None,
-                finished_at=None,
-                revision=revision,
-                worker_id="",
-                lease_id="",
-                on_failure=spec.on_failure,
-                concurrency_key=spec.concurrency_key,
-            )
-            made.append(record)
-            b = spec.backoff
-            rows.append(
-                (
-                    record.id, spec.type, spec.payload_json, int(state), spec.priority,
-                    run_at, due_at, self.claim_key(due_at, spec.priority), spec.max_attempts,
-                    b.initial, b.multiplier, b.maximum, b.jitter, spec.timeout, spec.group,
-                    spec.idempotency_key, int(spec.cache), spec.client,
-                    json.dumps(dict(spec.labels), sort_keys=True), now, now, revision,
-                    int(spec.on_failure), spec.concurrency_key,
-                )
-            )  # fmt: skip
-            if spec.key_limits is not None:
-                key_limits[spec.concurrency_key] = (
-                    spec.concurrency_key, spec.key_limits.max_running,
-                    spec.key_limits.max_per_second, now,
-                )  # fmt: skip
-        await tx.conn.executemany(_INSERT_TASK, rows)
-        existing = await self._first_tasks_by_key(tx, made)
+        """Insert tasks; resolve idempotency keys and the result cache first.
+
+        A spec whose (client, idempotency key) names a task already stored (or made earlier
+        in this batch) answers that task. A cached spec answers at once with a copy of an
+        identical succeeded task's result, or joins an identical unfinished task (single
+        flight), or leads: runs and lets later identical creates join it.
+        """
+        specs = [spec for batch in batches for spec in batch]
+        await self._release_expired_keys(tx, specs)
+        existing = await self._tasks_by_key(tx, specs)
         answers: list[tuple[TaskRecord, bool]] = []
-        labels: list[tuple[str, str, str]] = []
-        for record in made:
-            first = existing.get((record.client, record.idempotency_key))
-            if first is not None and first.id != record.id:
-                answers.append((first, False))
+        new: list[TaskRecord] = []
+        by_key: dict[tuple[str, str], TaskRecord] = {}
+        leaders: dict[str, str] = {}  # cache key -> id of the task made to lead in this batch
+        for spec in specs:
+            key = (spec.client, spec.idempotency_key)
+            if spec.idempotency_key and key in existing:
+                answers.append((existing[key], False))
                 continue
+            if spec.idempotency_key and key in by_key:
+                answers.append((by_key[key], False))
+                continue
+            record = await self._new_record(tx, spec, leaders)
+            if spec.idempotency_key:
+                by_key[key] = record
+            new.append(record)
             answers.append((record, True))
-            tx.counts.added(shape_of(record))
-            labels.extend((record.id, k, v) for k, v in record.labels.items())
-        if labels:
-            await tx.conn.executemany(
-                "INSERT INTO task_labels (task_id, key, value) VALUES (?, ?, ?)", labels
-            )
-        if key_limits:
-            await tx.conn.executemany(_UPSERT_KEY_LIMITS, list(key_limits.values()))
-        promoted = await promote_next(
-            tx, (r.group for r, is_new in answers if is_new), self.priority_aging
-        )
+        await self._insert(tx, new, specs)
+        promoted = await promote_next(tx, (r.group for r in new), self.priority_aging)
         if promoted:
             answers = [
                 (replace(r, state=QUEUED, due_at=promoted[r.id]), is_new)
@@ -143,16 +100,122 @@ class TaskWrites:
             ]  # fmt: skip
         out: list[list[tuple[TaskRecord, bool]]] = []
         position = 0
-        for specs in batches:
-            out.append(answers[position : position + len(specs)])
-            position += len(specs)
+        for batch in batches:
+            out.append(answers[position : position + len(batch)])
+            position += len(batch)
         return out
 
-    async def _first_tasks_by_key(
-        self, tx: Tx, made: list[TaskRecord]
+    async def _new_record(self, tx: Tx, spec: TaskSpec, leaders: dict[str, str]) -> TaskRecord:
+        now = tx.now
+        run_at = spec.run_at if spec.run_at is not None else now
+        record = TaskRecord(
+            id=self.ids.new_id(now // 1000),
+            type=spec.type,
+            payload_json=spec.payload_json,
+            # A grouped task starts out waiting; promote_next lets the first one go.
+            state=TaskState.WAITING if spec.group else QUEUED,
+            priority=spec.priority,
+            run_at=run_at,
+            due_at=max(run_at, now),
+            max_attempts=spec.max_attempts,
+            backoff=spec.backoff,
+            timeout=spec.timeout,
+            group=spec.group,
+            idempotency_key=spec.idempotency_key,
+            cache=spec.cache,
+            client=spec.client,
+            labels=dict(spec.labels),
+            result_json=None,
+            error="",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            finished_at=None,
+            revision=await tx.revision(),
+            worker_id="",
+            lease_id="",
+            on_failure=spec.on_failure,
+            concurrency_key=spec.concurrency_key,
+        )
+        if not spec.cache:
+            return record
+        key = cache_key(spec)
+        if key in leaders:
+            return replace(
+                record, state=TaskState.FOLLOWING, cached=True, cached_from=leaders[key], due_at=now
+            )
+        hit = await find_result(tx, key, spec.cache_max_age)
+        if hit is not None:
+            source_id, result = hit
+            return replace(
+                record, state=TaskState.SUCCEEDED, result_json=result, cached=True,
+                cached_from=source_id, due_at=now, finished_at=now,
+            )  # fmt: skip
+        leader = await find_leader(tx, key)
+        if leader is not None:
+            return replace(
+                record, state=TaskState.FOLLOWING, cached=True, cached_from=leader, due_at=now
+            )
+        leaders[key] = record.id
+        return record
+
+    async def _insert(self, tx: Tx, records: list[TaskRecord], specs: list[TaskSpec]) -> None:
+        if not records:
+            return
+        rows = []
+        labels: list[tuple[str, str, str]] = []
+        for r in records:
+            b = r.backoff
+            rows.append(
+                (
+                    r.id, r.type, r.payload_json, int(r.state), r.priority, r.run_at, r.due_at,
+                    self.claim_key(r.due_at, r.priority), r.max_attempts, b.initial,
+                    b.multiplier, b.maximum, b.jitter, r.timeout, r.group, r.idempotency_key,
+                    int(r.cache), r.client, json.dumps(dict(r.labels), sort_keys=True),
+                    r.created_at, r.updated_at, r.revision, int(r.on_failure),
+                    r.concurrency_key, cache_key_of(r), int(r.cached), r.cached_from,
+                    r.result_json, r.finished_at,
+                )
+            )  # fmt: skip
+            labels.extend((r.id, k, v) for k, v in r.labels.items())
+            tx.counts.added(shape_of(r))
+        await tx.conn.executemany(_INSERT_TASK, rows)
+        if labels:
+            await tx.conn.executemany(
+                "INSERT INTO task_labels (task_id, key, value) VALUES (?, ?, ?)", labels
+            )
+        key_limits = {
+            s.concurrency_key: (
+                s.concurrency_key,
+                s.key_limits.max_running,
+                s.key_limits.max_per_second,
+                tx.now,
+            )
+            for s in specs
+            if s.key_limits is not None
+        }
+        if key_limits:
+            await tx.conn.executemany(_UPSERT_KEY_LIMITS, list(key_limits.values()))
+
+    async def _release_expired_keys(self, tx: Tx, specs: list[TaskSpec]) -> None:
+        """Idempotency keys are kept for the retention period; an older one is released,
+        so a create with it makes a new task."""
+        keys = sorted({(s.client, s.idempotency_key) for s in specs if s.idempotency_key})
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            where = " OR ".join(["(client = ? AND idempotency_key = ?)"] * len(chunk))
+            await tx.conn.execute(
+                f"UPDATE tasks SET idempotency_key = '' WHERE idempotency_key != '' "
+                f"AND created_at < ? AND ({where})",
+                [tx.now - self.idempotency_retention, *(part for key in chunk for part in key)],
+            )
+
+    async def _tasks_by_key(
+        self, tx: Tx, specs: list[TaskSpec]
     ) -> dict[tuple[str, str], TaskRecord]:
-        """The stored task of every (client, idempotency key) in ``made``."""
-        keys = sorted({(r.client, r.idempotency_key) for r in made if r.idempotency_key})
+        """The stored task of every (client, idempotency key) among ``specs``."""
+        keys = sorted({(s.client, s.idempotency_key) for s in specs if s.idempotency_key})
         found: dict[tuple[str, str], TaskRecord] = {}
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
@@ -224,6 +287,9 @@ class TaskWrites:
             [(revision, t.id, t.type, tx.now) for t in tasks],
         )
         await promote_next(tx, (t.group for t in tasks), self.priority_aging)
+        for task in tasks:
+            if task.cache and task.state in _LEADING:
+                await hand_over(tx, task.id, self.claim_key)
 
     async def cancel(
         self, tx: Tx, task_ids: Sequence[str]
@@ -261,7 +327,43 @@ class TaskWrites:
             cancelled = task_from_row(updated)
             tx.counts.changed(shape_of(task), shape_of(cancelled))
             await promote_next(tx, [task.group], self.priority_aging)
+            if task.cache and task.state != TaskState.FOLLOWING:
+                await hand_over(tx, task.id, self.claim_key)
             answers.append((cancelled, lease))
+        return answers
+
+    async def run_now(self, tx: Tx, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """Make a task that is not due yet (run_at ahead, or backing off) due now."""
+        answers = []
+        for task_id in task_ids:
+            async with tx.conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise NotFound(f"task {task_id} not found")
+            task = task_from_row(row)
+            if task.state == TaskState.FOLLOWING:
+                raise FailedPrecondition(
+                    f"task {task_id} joined task {task.cached_from} (cache) and finishes with it"
+                )
+            if task.state not in (QUEUED, TaskState.WAITING):
+                raise FailedPrecondition(
+                    f"task {task_id} is {task.state.name}; only a SCHEDULED or PENDING task "
+                    "can be made due"
+                )
+            if task.due_at <= tx.now:
+                answers.append(task)  # already due: nothing to do
+                continue
+            async with tx.conn.execute(
+                f"""UPDATE tasks SET due_at = ?, claim_key = ?, updated_at = ?, revision = ?
+                    WHERE id = ? RETURNING {TASK_COLUMNS}""",
+                (tx.now, self.claim_key(tx.now, task.priority), tx.now, await tx.revision(),
+                 task_id),
+            ) as cursor:  # fmt: skip
+                updated = await cursor.fetchone()
+            assert updated is not None
+            answers.append(task_from_row(updated))
         return answers
 
     async def retry(self, tx: Tx, task_ids: Sequence[str]) -> list[TaskRecord]:
@@ -280,9 +382,10 @@ class TaskWrites:
                     f"task {task_id} is {state.name}; only FAILED or CANCELLED tasks can be retried"
                 )
             async with tx.conn.execute(
+                # A retried task runs itself, even if it had copied or joined another.
                 f"""UPDATE tasks SET state = ?, due_at = ?, claim_key = ?, attempts = 0,
                         error = '', result = NULL, finished_at = NULL, updated_at = ?,
-                        revision = ?
+                        revision = ?, cached = 0, cached_from = ''
                     WHERE id = ? RETURNING {TASK_COLUMNS}""",
                 (
                     # A grouped task queues behind its group's active task, if any.
