@@ -161,8 +161,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def _read(
         self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]
     ) -> None:
-        """Apply the worker's messages; a silence longer than a lease ends the stream."""
-        silence = self.dispatcher.lease_ttl / 1e6
+        """Apply the worker's messages; a silence of two lease periods ends the stream.
+
+        The worker heartbeats several times per lease period, so two periods of silence
+        mean a dead peer, not a busy one (its leases have expired by then anyway); a
+        shorter limit also fired when this process itself was stalled for a moment.
+        """
+        silence = 2 * self.dispatcher.lease_ttl / 1e6
         try:
             while True:
                 try:
@@ -172,7 +177,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     return
                 except TimeoutError:
                     log.warning(
-                        "worker silent for a whole lease period; closing its stream",
+                        "worker silent for two lease periods; closing its stream",
                         extra={"worker_id": session.worker_id, "session_id": session.session_id},
                     )
                     return

@@ -59,3 +59,12 @@ def read_records(record_dir: Path) -> list[dict[str, Any]]:
     for path in sorted(record_dir.glob("*.jsonl")):
         lines.extend(json.loads(line) for line in path.read_text().splitlines() if line)
     return lines
+
+
+@handler("progressing")
+async def progressing(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Reports 25, 50 and 75 % (with a step number) before finishing."""
+    for step, percent in enumerate((25, 50, 75), start=1):
+        ctx.report_progress(percent, f"step {step}", {"step": step})
+        await asyncio.sleep(float(payload.get("pause", 0.2)))
+    return await _run(payload, ctx)
