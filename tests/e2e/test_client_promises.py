@@ -13,6 +13,7 @@ from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
 from tests.support.recording_handlers import read_records
+from tests.support.streams import read_message
 from tests.support.tasks import request, wait_terminal
 
 MODULE = ("--module", "tests.support.recording_handlers")
@@ -99,7 +100,7 @@ async def test_list_then_watch_from_another_scheduler_misses_nothing(
 
     async def collect() -> None:
         while not finished():
-            event = await stream.read()
+            event = await read_message(stream, task_service_pb2.TaskEvent)
             seen.setdefault(event.task.id, []).append(event.task.state)
             revisions.append((event.revision, event.task.id))
 
