@@ -7,11 +7,12 @@
         done = await client.wait_for_task(task.id)
 
 :class:`Client` is the blocking twin. Methods answer the contract's protobuf messages
-(``orchestrator.v1.task_pb2.Task`` …; ``Task``, ``TaskEvent`` and the enums people pass or compare,
-``TaskState``, ``OnFailure`` and ``ReasonCode``, are re-exported here) and raise the typed errors
-of the :class:`OrchestratorError` tree.
+(``orchestrator.v1.task_pb2.Task`` …; ``Task``, ``TaskEvent``, ``Schedule`` and the enums people
+pass or compare, ``TaskState``, ``OnFailure``, ``ReasonCode``, ``CatchUp`` and ``ScheduleState``,
+are re-exported here) and raise the typed errors of the :class:`OrchestratorError` tree.
 """
 
+from orchestrator.v1.admin_service_pb2 import CatchUp, Schedule, ScheduleState
 from orchestrator.v1.task_pb2 import OnFailure, Task, TaskState
 from orchestrator.v1.task_service_pb2 import ReasonCode, TaskEvent
 
@@ -44,6 +45,7 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Backoff",
+    "CatchUp",
     "Client",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -57,6 +59,8 @@ __all__ = [
     "ReasonCode",
     "ResourceExhausted",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleState",
     "Task",
     "TaskEvent",
     "TaskState",

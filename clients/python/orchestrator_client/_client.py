@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import grpc
+from google.protobuf import empty_pb2
 from google.protobuf import message as _message
 
 from orchestrator.v1 import (
@@ -25,9 +26,11 @@ from . import channel as _channel
 from ._errors import NotFound, Unavailable, WatchEnded, translated_errors
 from ._requests import (
     Backoff,
+    CatchUpLike,
     OnFailureLike,
     TaskFilter,
     concurrency_limits,
+    create_schedule_request,
     create_task_request,
     create_task_requests,
 )
@@ -211,6 +214,7 @@ class AsyncClient:
         group: str = "",
         idempotency_key: str = "",
         cache: bool = False,
+        cache_max_age: float | None = None,
         labels: Mapping[str, str] | None = None,
         on_failure: OnFailureLike | None = None,
         concurrency_key: str = "",
@@ -231,6 +235,11 @@ class AsyncClient:
         create on. Giving either sends both, the other as 0, since the limits are replaced
         as a whole; giving neither keeps the key's limits. Limits without a key raise
         ``ValueError`` before anything is sent.
+
+        With ``cache``, a task identical to an earlier one (same type and payload) reuses
+        that task's result, or joins it while it runs, instead of running (the answer says
+        ``cached`` and ``cached_from``); ``cache_max_age`` seconds bounds the age of a reused
+        result (any age by default) and requires ``cache``.
         """
         request = create_task_request(
             type,
@@ -244,6 +253,7 @@ class AsyncClient:
             group=group,
             idempotency_key=idempotency_key,
             cache=cache,
+            cache_max_age=cache_max_age,
             labels=labels,
             on_failure=on_failure,
             concurrency_key=concurrency_key,
@@ -387,6 +397,17 @@ class AsyncClient:
         )
         return task
 
+    async def run_task(self, task_id: str, /) -> task_pb2.Task:
+        """Make a SCHEDULED task (``run_at`` ahead, or backing off) due now.
+
+        A task already due is answered as it is; a running or finished one raises
+        ``FailedPrecondition``.
+        """
+        task: task_pb2.Task = await self._unary(
+            self._tasks.RunTask, task_service_pb2.RunTaskRequest(id=task_id)
+        )
+        return task
+
     def watch_task(
         self,
         task_id: str,
@@ -500,6 +521,111 @@ class AsyncClient:
             self._admin.SetTaskTypeLimits, request
         )
         return task_type
+
+    async def create_schedule(
+        self,
+        cron: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        time_zone: str = "UTC",
+        schedule_id: str = "",
+        catch_up: CatchUpLike = "latest",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        backoff: Backoff | task_pb2.BackoffPolicy | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the tasks' per-attempt timeout, sent
+        group: str = "",
+        cache: bool = False,
+        cache_max_age: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        on_failure: OnFailureLike | None = None,
+        concurrency_key: str = "",
+        key_max_running: int | None = None,
+        key_max_per_second: float | None = None,
+    ) -> admin_service_pb2.Schedule:
+        """A recurring schedule: each slot of ``cron`` in ``time_zone`` creates one task of
+        ``type`` (exactly once across every scheduler process), due at the slot's time.
+
+        ``cron`` has five fields (minute hour day month weekday) or six with seconds last.
+        ``schedule_id`` names the schedule (``AlreadyExists`` if taken; the scheduler makes
+        one when empty). ``catch_up`` says what to do with slots missed while no scheduler
+        ran or the schedule was paused: ``"latest"`` fires once for the most recent,
+        ``"skip"`` fires none, ``"all"`` fires each. The task keywords are those of
+        :meth:`create_task` and make the template every slot's task is created from.
+        """
+        template = create_task_request(
+            type,
+            payload,
+            priority=priority,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout=timeout,
+            group=group,
+            cache=cache,
+            cache_max_age=cache_max_age,
+            labels=labels,
+            on_failure=on_failure,
+            concurrency_key=concurrency_key,
+            key_max_running=key_max_running,
+            key_max_per_second=key_max_per_second,
+        )
+        request = create_schedule_request(
+            cron, template, time_zone=time_zone, schedule_id=schedule_id, catch_up=catch_up
+        )
+        schedule: admin_service_pb2.Schedule = await self._unary(
+            self._admin.CreateSchedule, request
+        )
+        return schedule
+
+    async def get_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """One schedule; ``NotFound`` if there is none."""
+        schedule: admin_service_pb2.Schedule = await self._unary(
+            self._admin.GetSchedule, admin_service_pb2.GetScheduleRequest(id=schedule_id)
+        )
+        return schedule
+
+    async def list_schedules(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> admin_service_pb2.ListSchedulesResponse:
+        """One page of schedules; follow ``next_page_token``, or use :meth:`iter_schedules`."""
+        request = admin_service_pb2.ListSchedulesRequest(page_size=page_size, page_token=page_token)
+        response: admin_service_pb2.ListSchedulesResponse = await self._unary(
+            self._admin.ListSchedules, request
+        )
+        return response
+
+    async def iter_schedules(
+        self, *, page_size: int = 0
+    ) -> AsyncIterator[admin_service_pb2.Schedule]:
+        """Every schedule, fetching the pages one by one as the loop asks for them."""
+        page_token = ""
+        while True:
+            page = await self.list_schedules(page_size=page_size, page_token=page_token)
+            for schedule in page.schedules:
+                yield schedule
+            page_token = page.next_page_token
+            if not page_token:
+                return
+
+    async def delete_schedule(self, schedule_id: str, /) -> None:
+        """Remove a schedule; the tasks it created stay."""
+        request = admin_service_pb2.DeleteScheduleRequest(id=schedule_id)
+        _: empty_pb2.Empty = await self._unary(self._admin.DeleteSchedule, request)
+
+    async def pause_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """Stop firing; slots passing meanwhile are handled by ``catch_up`` on resume."""
+        schedule: admin_service_pb2.Schedule = await self._unary(
+            self._admin.PauseSchedule, admin_service_pb2.PauseScheduleRequest(id=schedule_id)
+        )
+        return schedule
+
+    async def resume_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """Fire again from the next slot (and the missed ones, as ``catch_up`` says)."""
+        schedule: admin_service_pb2.Schedule = await self._unary(
+            self._admin.ResumeSchedule, admin_service_pb2.ResumeScheduleRequest(id=schedule_id)
+        )
+        return schedule
 
     async def list_workers(
         self, *, page_size: int = 0, page_token: str = ""

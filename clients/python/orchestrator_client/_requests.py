@@ -11,12 +11,18 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from orchestrator.v1 import task_pb2, task_service_pb2
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
 from ._states import StateLike, parse_states
 from .convert import duration_from_seconds, struct_from_dict, timestamp_from_datetime
+
+if TYPE_CHECKING:
+    # The generic base the generated enum stubs use; there is no public name for it.
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+E = TypeVar("E", bound=int)
 
 
 @dataclass(frozen=True)
@@ -49,29 +55,46 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-_ON_FAILURE_PREFIX = "ON_FAILURE_"
-
 #: What a task's group does if the task ends FAILED: ``"block"`` (the default) or ``"skip"``,
 #: in any case, or an ``OnFailure`` value.
 OnFailureLike: TypeAlias = task_pb2.OnFailure.ValueType | str
 
+#: What a schedule does with slots it missed: ``"latest"`` (the default), ``"skip"`` or
+#: ``"all"``, in any case, or a ``CatchUp`` value.
+CatchUpLike: TypeAlias = admin_service_pb2.CatchUp.ValueType | str
 
-def parse_on_failure(value: OnFailureLike) -> task_pb2.OnFailure.ValueType:
-    """The enum value for ``value``; ``ValueError`` naming the valid choices otherwise.
 
-    ``UNSPECIFIED`` is accepted as a value (it means BLOCK), but not by name: someone who
-    types a name means one of the two behaviours.
+def _parse_enum(enum: _EnumTypeWrapper[E], prefix: str, value: E | str, what: str) -> E:
+    """The value of ``enum`` named ``value`` (with or without ``prefix``, in any case), or
+    ``value`` itself when it is one of the enum's numbers.
+
+    ``UNSPECIFIED`` is accepted as a number (it means the default), but not by name: someone
+    who types a name means one of the real behaviours.
     """
     if isinstance(value, str):
         name = value.strip().upper()
-        if not name.startswith(_ON_FAILURE_PREFIX):
-            name = _ON_FAILURE_PREFIX + name
-        if name != "ON_FAILURE_UNSPECIFIED":
+        if not name.startswith(prefix):
+            name = prefix + name
+        if name != prefix + "UNSPECIFIED":
             with contextlib.suppress(ValueError):
-                return task_pb2.OnFailure.Value(name)
-    elif value in task_pb2.OnFailure.values():
+                return enum.Value(name)
+    elif value in enum.values():
         return value
-    raise ValueError(f"unknown on_failure {value!r}; expected 'block' or 'skip'")
+    names = [
+        repr(n.removeprefix(prefix).lower()) for n, _ in enum.items() if n != prefix + "UNSPECIFIED"
+    ]
+    choices = ", ".join(names[:-1]) + " or " + names[-1]
+    raise ValueError(f"unknown {what} {value!r}; expected {choices}")
+
+
+def parse_on_failure(value: OnFailureLike) -> task_pb2.OnFailure.ValueType:
+    """The enum value for ``value``; ``ValueError`` naming the valid choices otherwise."""
+    return _parse_enum(task_pb2.OnFailure, "ON_FAILURE_", value, "on_failure")
+
+
+def parse_catch_up(value: CatchUpLike) -> admin_service_pb2.CatchUp.ValueType:
+    """The enum value for ``value``; ``ValueError`` naming the valid choices otherwise."""
+    return _parse_enum(admin_service_pb2.CatchUp, "CATCH_UP_", value, "catch_up")
 
 
 def concurrency_limits(
@@ -94,6 +117,7 @@ def create_task_request(
     group: str = "",
     idempotency_key: str = "",
     cache: bool = False,
+    cache_max_age: float | None = None,
     labels: Mapping[str, str] | None = None,
     on_failure: OnFailureLike | None = None,
     concurrency_key: str = "",
@@ -106,6 +130,7 @@ def create_task_request(
     ``key_max_running`` and ``key_max_per_second`` set the limits of ``concurrency_key``
     (which they require). Giving either sends both, the other as 0 (no limit), since the
     key's limits are replaced as a whole; giving neither leaves the key's limits as they are.
+    ``cache_max_age`` (seconds) bounds the age of a reused result and requires ``cache``.
 
     Range checks (priority 0..1000, max_attempts 1..100, …) are left to the scheduler, which
     names the field in its ``INVALID_ARGUMENT``; only what cannot be sent at all is refused.
@@ -115,6 +140,11 @@ def create_task_request(
     has_limits = key_max_running is not None or key_max_per_second is not None
     if has_limits and not concurrency_key:
         raise ValueError("key_max_running and key_max_per_second need a concurrency_key")
+    if cache_max_age is not None:
+        if not cache:
+            raise ValueError("cache_max_age needs cache=True")
+        if cache_max_age < 0:
+            raise ValueError(f"cache_max_age must be >= 0 seconds, got {cache_max_age}")
     if delay is not None:
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay}")
@@ -143,6 +173,8 @@ def create_task_request(
         request.backoff.CopyFrom(proto)
     if timeout is not None:
         request.timeout.CopyFrom(duration_from_seconds(timeout))
+    if cache_max_age is not None:
+        request.cache_max_age.CopyFrom(duration_from_seconds(cache_max_age))
     return request
 
 
@@ -161,6 +193,30 @@ def create_task_requests(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"tasks[{index}]: {exc}") from exc
     return requests
+
+
+def create_schedule_request(
+    cron: str,
+    template: task_service_pb2.CreateTaskRequest,
+    *,
+    time_zone: str = "UTC",
+    schedule_id: str = "",
+    catch_up: CatchUpLike = "latest",
+) -> admin_service_pb2.CreateScheduleRequest:
+    """A ``CreateScheduleRequest`` whose slots create tasks from ``template`` (a request
+    :func:`create_task_request` built; each slot sets its ``run_at``).
+
+    A template with ``run_at`` or ``idempotency_key`` is refused: every slot would ask for
+    the same time, or answer the first slot's task again.
+    """
+    if template.HasField("run_at"):
+        raise ValueError("a schedule's template has no run_at: each slot sets its own")
+    if template.idempotency_key:
+        raise ValueError("a schedule's template has no idempotency_key: it would dedupe slots")
+    schedule = admin_service_pb2.Schedule(
+        cron=cron, time_zone=time_zone, template=template, catch_up=parse_catch_up(catch_up)
+    )
+    return admin_service_pb2.CreateScheduleRequest(schedule=schedule, schedule_id=schedule_id)
 
 
 @dataclass(frozen=True)

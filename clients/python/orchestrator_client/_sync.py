@@ -18,7 +18,7 @@ from typing import Any, Self, TypeVar
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
 from ._client import AsyncClient, Metadata
-from ._requests import Backoff, OnFailureLike
+from ._requests import Backoff, CatchUpLike, OnFailureLike
 from ._retry import RetryPolicy
 from ._states import StateLike
 from .protocol import DEFAULT_SCHEDULER_ADDRESS
@@ -88,7 +88,8 @@ class Client:
 
     Use it as ``with Client("127.0.0.1:50051", client_id="billing") as client:``. Calls may
     come from any thread; they all run on the client's own event loop. Iterating methods
-    (``iter_tasks``, ``watch_task``, ``watch_tasks``) return ordinary iterators; close them
+    (``iter_tasks``, ``iter_schedules``, ``watch_task``, ``watch_tasks``) return ordinary
+    iterators; close them
     (or leave the ``for`` loop) to end the underlying call.
     """
 
@@ -166,6 +167,7 @@ class Client:
         group: str = "",
         idempotency_key: str = "",
         cache: bool = False,
+        cache_max_age: float | None = None,
         labels: Mapping[str, str] | None = None,
         on_failure: OnFailureLike | None = None,
         concurrency_key: str = "",
@@ -186,6 +188,7 @@ class Client:
                 group=group,
                 idempotency_key=idempotency_key,
                 cache=cache,
+                cache_max_age=cache_max_age,
                 labels=labels,
                 on_failure=on_failure,
                 concurrency_key=concurrency_key,
@@ -296,6 +299,10 @@ class Client:
         """See :meth:`AsyncClient.retry_task`."""
         return self._loop.run(self._async.retry_task(task_id))
 
+    def run_task(self, task_id: str, /) -> task_pb2.Task:
+        """See :meth:`AsyncClient.run_task`."""
+        return self._loop.run(self._async.run_task(task_id))
+
     def watch_task(
         self,
         task_id: str,
@@ -361,6 +368,82 @@ class Client:
                 type, max_running=max_running, max_per_second=max_per_second
             )
         )
+
+    def create_schedule(
+        self,
+        cron: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        time_zone: str = "UTC",
+        schedule_id: str = "",
+        catch_up: CatchUpLike = "latest",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        backoff: Backoff | task_pb2.BackoffPolicy | None = None,
+        timeout: float | None = None,
+        group: str = "",
+        cache: bool = False,
+        cache_max_age: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        on_failure: OnFailureLike | None = None,
+        concurrency_key: str = "",
+        key_max_running: int | None = None,
+        key_max_per_second: float | None = None,
+    ) -> admin_service_pb2.Schedule:
+        """See :meth:`AsyncClient.create_schedule`."""
+        return self._loop.run(
+            self._async.create_schedule(
+                cron,
+                type,
+                payload,
+                time_zone=time_zone,
+                schedule_id=schedule_id,
+                catch_up=catch_up,
+                priority=priority,
+                max_attempts=max_attempts,
+                backoff=backoff,
+                timeout=timeout,
+                group=group,
+                cache=cache,
+                cache_max_age=cache_max_age,
+                labels=labels,
+                on_failure=on_failure,
+                concurrency_key=concurrency_key,
+                key_max_running=key_max_running,
+                key_max_per_second=key_max_per_second,
+            )
+        )
+
+    def get_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """See :meth:`AsyncClient.get_schedule`."""
+        return self._loop.run(self._async.get_schedule(schedule_id))
+
+    def list_schedules(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> admin_service_pb2.ListSchedulesResponse:
+        """See :meth:`AsyncClient.list_schedules`."""
+        return self._loop.run(
+            self._async.list_schedules(page_size=page_size, page_token=page_token)
+        )
+
+    def iter_schedules(
+        self, *, page_size: int = 0
+    ) -> Generator[admin_service_pb2.Schedule, None, None]:
+        """See :meth:`AsyncClient.iter_schedules`."""
+        return self._iterate(self._async.iter_schedules(page_size=page_size))
+
+    def delete_schedule(self, schedule_id: str, /) -> None:
+        """See :meth:`AsyncClient.delete_schedule`."""
+        self._loop.run(self._async.delete_schedule(schedule_id))
+
+    def pause_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """See :meth:`AsyncClient.pause_schedule`."""
+        return self._loop.run(self._async.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str, /) -> admin_service_pb2.Schedule:
+        """See :meth:`AsyncClient.resume_schedule`."""
+        return self._loop.run(self._async.resume_schedule(schedule_id))
 
     def list_workers(
         self, *, page_size: int = 0, page_token: str = ""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from orchestrator.v1 import (
     task_service_pb2,
     task_service_pb2_grpc,
 )
+from orchestrator_client.cli import main
 from orchestrator_client.convert import duration_from_micros
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
@@ -43,6 +45,10 @@ class Call:
     request: Any
     metadata: dict[str, str]
     time_remaining: float | None
+
+
+#: What the fake's worker makes of a task: its final state, result and error.
+Outcome = tuple[task_pb2.TaskState.ValueType, dict[str, Any] | None, str]
 
 
 @dataclass
@@ -64,9 +70,60 @@ class Script:
     lateness: tuple[tuple[int, int, int], int] = ((0, 0, 0), 0)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     revision: int = 0
+    #: BatchCreateTasks refuses types not in ``task_types``, as the real scheduler does.
+    strict_types: bool = False
+    #: A batch item whose payload has this key is refused (``tasks[i].payload: …``).
+    refused_payload_key: str = "refuse_me"
+    #: (client, idempotency key) -> the task id the key made first.
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: When set, every task a create makes is run in the background: RUNNING, then the
+    #: outcome this function gives (None: it stays RUNNING).
+    worker: Callable[[task_pb2.Task], Outcome | None] | None = None
+    #: Queues of the open WatchTasks calls; every change is offered to each.
+    watchers: list[asyncio.Queue[task_pb2.Task]] = field(default_factory=list)
+    schedules: dict[str, admin_service_pb2.Schedule] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
+
+    def change(self, task: task_pb2.Task, **fields: Any) -> None:
+        """Change a stored task: a new revision, and an event to every open watch."""
+        for name, value in fields.items():
+            if isinstance(value, dict):
+                getattr(task, name).update(value)
+            else:
+                setattr(task, name, value)
+        self.revision += 1
+        task.revision = self.revision
+        self.publish(task)
+
+    def publish(self, task: task_pb2.Task) -> None:
+        """Offer the task as it is now to every open watch."""
+        for queue in self.watchers:
+            snapshot = task_pb2.Task()
+            snapshot.CopyFrom(task)
+            queue.put_nowait(snapshot)
+
+    def run_in_background(self, tasks: list[task_pb2.Task]) -> None:
+        if self.worker is None or not tasks:
+            return
+        job = asyncio.get_running_loop().create_task(self._run(tasks, self.worker))
+        self.background.add(job)
+        job.add_done_callback(self.background.discard)
+
+    async def _run(
+        self, tasks: list[task_pb2.Task], worker: Callable[[task_pb2.Task], Outcome | None]
+    ) -> None:
+        for task in tasks:
+            await asyncio.sleep(0)
+            self.change(task, state=task_pb2.TASK_STATE_RUNNING, attempts=1, worker_id="w1")
+            outcome = worker(task)
+            if outcome is None:
+                continue
+            state, result, error = outcome
+            await asyncio.sleep(0)
+            self.change(task, state=state, result=result or {}, error=error, worker_id="")
 
     def add_task(self, **fields: Any) -> task_pb2.Task:
         task = task_pb2.Task(id=f"t{next(self.ids)}", **fields)
@@ -108,7 +165,9 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     async def CreateTask(self, request: Any, context: Any) -> task_pb2.Task:
         await self.script.enter("CreateTask", request, context)
-        return self._create(request, context)
+        task = self._create(request, context)
+        self.script.run_in_background([task])
+        return task
 
     def _create(self, request: task_service_pb2.CreateTaskRequest, context: Any) -> task_pb2.Task:
         metadata = {item.key: item.value for item in context.invocation_metadata() or ()}
@@ -124,6 +183,7 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
             client=metadata.get(CLIENT_METADATA_KEY, ""),
             on_failure=request.on_failure or task_pb2.ON_FAILURE_BLOCK,
             concurrency_key=request.concurrency_key,
+            cache=request.cache,
         )
         if request.HasField("run_at"):
             task.run_at.CopyFrom(request.run_at)
@@ -133,8 +193,43 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     async def BatchCreateTasks(self, request: Any, context: Any) -> Any:
         await self.script.enter("BatchCreateTasks", request, context)
-        tasks = [self._create(item, context) for item in request.tasks]
-        return task_service_pb2.BatchCreateTasksResponse(tasks=tasks)
+        if not 1 <= len(request.tasks) <= 1000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tasks: must hold 1 to 1000")
+        # All or nothing, like the real one: check every item before creating any.
+        for index, item in enumerate(request.tasks):
+            if self.script.strict_types and item.type not in self.script.task_types:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"tasks[{index}].type: unknown task type {item.type!r}; known types: "
+                    + ", ".join(sorted(self.script.task_types)),
+                )
+            if self.script.refused_payload_key in item.payload:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"tasks[{index}].payload: field {self.script.refused_payload_key!r} is refused",
+                )
+        client = dict(context.invocation_metadata() or ()).get(CLIENT_METADATA_KEY, "")
+        tasks, made = [], []
+        for item in request.tasks:
+            first = self.script.keys.get((client, item.idempotency_key))
+            if item.idempotency_key and first in self.script.tasks:
+                tasks.append(self.script.tasks[first])
+                continue
+            task = self._create(item, context)
+            if item.idempotency_key:
+                self.script.keys[(client, item.idempotency_key)] = task.id
+            tasks.append(task)
+            made.append(task)
+        # One transaction: the tasks it made share one revision.
+        if made:
+            for task in made:
+                task.revision = made[-1].revision
+            self.script.revision = made[-1].revision
+        response = task_service_pb2.BatchCreateTasksResponse(tasks=tasks)
+        for task in made:
+            self.script.publish(task)
+        self.script.run_in_background(made)
+        return response
 
     async def GetTask(self, request: Any, context: Any) -> task_pb2.Task:
         await self.script.enter("GetTask", request, context)
@@ -203,6 +298,19 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
         if task.id in self.script.hold_watch:
             await asyncio.Event().wait()
 
+    async def RunTask(self, request: Any, context: Any) -> task_pb2.Task:
+        await self.script.enter("RunTask", request, context)
+        task = await self.script.task_or_abort(request.id, context)
+        # As the real one: a task already due is answered unchanged; only a running or
+        # finished one is refused.
+        if task.state == task_pb2.TASK_STATE_RUNNING or task.state in TERMINAL:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"task {task.id} is running or finished"
+            )
+        if task.state == task_pb2.TASK_STATE_SCHEDULED:
+            self.script.change(task, state=task_pb2.TASK_STATE_PENDING)
+        return task
+
     async def ExplainTask(self, request: Any, context: Any) -> Any:
         await self.script.enter("ExplainTask", request, context)
         task = await self.script.task_or_abort(request.id, context)
@@ -215,14 +323,25 @@ class FakeTaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     async def WatchTasks(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await self.script.enter("WatchTasks", request, context)
-        for task in list(self.script.tasks.values()):
-            if task.revision > request.since_revision and _matches(task, request):
-                yield task_service_pb2.TaskEvent(
-                    type=task_service_pb2.TASK_EVENT_TYPE_UPSERTED,
-                    task=task,
-                    revision=task.revision,
-                )
-        await asyncio.Event().wait()  # until the client leaves, like the real one
+        upserted = task_service_pb2.TASK_EVENT_TYPE_UPSERTED
+        # Subscribed before the replay: a change during it comes (again) from the queue.
+        queue: asyncio.Queue[task_pb2.Task] = asyncio.Queue()
+        self.script.watchers.append(queue)
+        try:
+            replay = sorted(self.script.tasks.values(), key=lambda t: (t.revision, t.id))
+            for task in replay:
+                if task.revision > request.since_revision and _matches(task, request):
+                    yield task_service_pb2.TaskEvent(
+                        type=upserted, task=task, revision=task.revision
+                    )
+            while True:  # until the client leaves, like the real one
+                task = await queue.get()
+                if _matches(task, request):
+                    yield task_service_pb2.TaskEvent(
+                        type=upserted, task=task, revision=task.revision
+                    )
+        finally:
+            self.script.watchers.remove(queue)
 
 
 class FakeAdminService(admin_service_pb2_grpc.AdminServiceServicer):
@@ -270,6 +389,66 @@ class FakeAdminService(admin_service_pb2_grpc.AdminServiceServicer):
         assert task_type is not None
         task_type.limits.CopyFrom(request.limits)
         return task_type
+
+    async def CreateSchedule(self, request: Any, context: Any) -> Any:
+        await self.script.enter("CreateSchedule", request, context)
+        schedule = admin_service_pb2.Schedule()
+        schedule.CopyFrom(request.schedule)
+        if len(schedule.cron.split()) not in (5, 6):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "schedule.cron: expected 5 or 6 fields"
+            )
+        schedule.id = request.schedule_id or f"s{next(self.script.ids)}"
+        if schedule.id in self.script.schedules:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, f"schedule {schedule.id!r} exists already"
+            )
+        schedule.time_zone = schedule.time_zone or "UTC"
+        schedule.state = admin_service_pb2.SCHEDULE_STATE_ACTIVE
+        schedule.created_at.GetCurrentTime()
+        schedule.next_fire_at.FromSeconds(schedule.created_at.seconds + 60)
+        self.script.schedules[schedule.id] = schedule
+        return schedule
+
+    async def _schedule(self, schedule_id: str, context: Any) -> admin_service_pb2.Schedule:
+        schedule = self.script.schedules.get(schedule_id)
+        if schedule is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"schedule {schedule_id!r} not found")
+        assert schedule is not None
+        return schedule
+
+    async def GetSchedule(self, request: Any, context: Any) -> Any:
+        await self.script.enter("GetSchedule", request, context)
+        return await self._schedule(request.id, context)
+
+    async def ListSchedules(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ListSchedules", request, context)
+        schedules = list(self.script.schedules.values())
+        start = int(request.page_token or 0)
+        size = request.page_size or 100
+        more = start + size < len(schedules)
+        return admin_service_pb2.ListSchedulesResponse(
+            schedules=schedules[start : start + size],
+            next_page_token=str(start + size) if more else "",
+        )
+
+    async def DeleteSchedule(self, request: Any, context: Any) -> empty_pb2.Empty:
+        await self.script.enter("DeleteSchedule", request, context)
+        await self._schedule(request.id, context)
+        del self.script.schedules[request.id]
+        return empty_pb2.Empty()
+
+    async def PauseSchedule(self, request: Any, context: Any) -> Any:
+        await self.script.enter("PauseSchedule", request, context)
+        schedule = await self._schedule(request.id, context)
+        schedule.state = admin_service_pb2.SCHEDULE_STATE_PAUSED
+        return schedule
+
+    async def ResumeSchedule(self, request: Any, context: Any) -> Any:
+        await self.script.enter("ResumeSchedule", request, context)
+        schedule = await self._schedule(request.id, context)
+        schedule.state = admin_service_pb2.SCHEDULE_STATE_ACTIVE
+        return schedule
 
     async def ListWorkers(self, request: Any, context: Any) -> Any:
         await self.script.enter("ListWorkers", request, context)
@@ -329,4 +508,34 @@ async def scheduler() -> AsyncIterator[FakeScheduler]:
     try:
         yield FakeScheduler(f"127.0.0.1:{port}", script)
     finally:
+        for job in list(script.background):
+            job.cancel()
         await server.stop(grace=None)
+
+
+@dataclass
+class Result:
+    """What one ``taskctl`` run did."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Taskctl = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def taskctl(scheduler: FakeScheduler, capsys: pytest.CaptureFixture[str]) -> Taskctl:
+    """Run ``main`` in a thread (it runs its own event loop) against the fake scheduler."""
+
+    async def run(*argv: str, environ: dict[str, str] | None = None) -> Result:
+        args = ["--scheduler", scheduler.target, *argv]
+        code = await asyncio.to_thread(main, args, environ=environ or {})
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

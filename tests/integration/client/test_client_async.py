@@ -10,6 +10,7 @@ import pytest
 
 import orchestrator_client as oc
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
+from orchestrator_client._requests import create_task_request
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
 if TYPE_CHECKING:
@@ -381,3 +382,80 @@ async def test_stats_carry_lateness(scheduler: FakeScheduler) -> None:
     assert stats.lateness_p50.ToMicroseconds() == 12_000
     assert stats.lateness_max.ToMicroseconds() == 1_200_000
     assert stats.lateness_samples == 1000
+
+
+async def test_run_task_and_cache_max_age(scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_SCHEDULED)
+    async with client_for(scheduler) as client:
+        assert (await client.run_task(task.id)).state == task_pb2.TASK_STATE_PENDING
+        task.state = task_pb2.TASK_STATE_RUNNING
+        with pytest.raises(oc.FailedPrecondition):
+            await client.run_task(task.id)
+        await client.create_task("foo", cache=True, cache_max_age=600)
+        await client.batch_create_tasks([{"type": "foo", "cache": True, "cache_max_age": 5}])
+        with pytest.raises(ValueError, match="needs cache"):
+            await client.create_task("foo", cache_max_age=600)
+    assert scheduler.script.calls_of("CreateTask")[0].request.cache_max_age.seconds == 600
+    (item,) = scheduler.script.calls_of("BatchCreateTasks")[0].request.tasks
+    assert item.cache_max_age.seconds == 5
+    assert len(scheduler.script.calls_of("CreateTask")) == 1  # the refused one sent nothing
+
+
+async def test_schedules(scheduler: FakeScheduler) -> None:
+    async with client_for(scheduler) as client:
+        created = await client.create_schedule(
+            "0 3 * * *",
+            "report",
+            {"n": 1},
+            time_zone="Europe/Berlin",
+            schedule_id="nightly",
+            catch_up="all",
+            priority=5,
+            max_attempts=2,
+            backoff=oc.Backoff(initial=1.0),
+            timeout=30.0,
+            labels={"team": "x"},
+            on_failure="skip",
+            group="g",
+            concurrency_key="k",
+            key_max_running=1,
+        )
+        assert created.id == "nightly"
+        assert created.state == oc.ScheduleState.Value("SCHEDULE_STATE_ACTIVE")
+        second = await client.create_schedule("*/5 * * * *", "foo", cache=True, cache_max_age=60)
+        with pytest.raises(oc.AlreadyExists):
+            await client.create_schedule("0 3 * * *", "report", schedule_id="nightly")
+        with pytest.raises(ValueError, match="catch_up"):
+            await client.create_schedule("0 3 * * *", "report", catch_up="sometimes")
+        assert (await client.get_schedule("nightly")).time_zone == "Europe/Berlin"
+        page = await client.list_schedules(page_size=1)
+        assert [s.id for s in page.schedules] == ["nightly"] and page.next_page_token
+        assert [s.id async for s in client.iter_schedules(page_size=1)] == ["nightly", second.id]
+        paused = await client.pause_schedule("nightly")
+        assert paused.state == admin_service_pb2.SCHEDULE_STATE_PAUSED
+        resumed = await client.resume_schedule("nightly")
+        assert resumed.state == admin_service_pb2.SCHEDULE_STATE_ACTIVE
+        await client.delete_schedule("nightly")
+        with pytest.raises(oc.NotFound):
+            await client.get_schedule("nightly")
+    template = scheduler.script.calls_of("CreateSchedule")[0].request.schedule.template
+    # The template is create_task's request, field for field.
+    assert template == create_task_request(
+        "report",
+        {"n": 1},
+        priority=5,
+        max_attempts=2,
+        backoff=oc.Backoff(initial=1.0),
+        timeout=30.0,
+        labels={"team": "x"},
+        on_failure="skip",
+        group="g",
+        concurrency_key="k",
+        key_max_running=1,
+    )
+    request = scheduler.script.calls_of("CreateSchedule")[0].request
+    assert request.schedule.catch_up == admin_service_pb2.CATCH_UP_ALL
+    cached = scheduler.script.calls_of("CreateSchedule")[1].request.schedule
+    assert cached.template.cache_max_age.seconds == 60
+    assert cached.catch_up == admin_service_pb2.CATCH_UP_LATEST
+    assert len(scheduler.script.calls_of("CreateSchedule")) == 3  # the bad catch_up sent nothing

@@ -127,3 +127,32 @@ async def test_sync_client_inside_a_running_event_loop(scheduler: FakeScheduler)
             return client.get_stats().connected_workers
 
     assert await asyncio.to_thread(asyncio.run, inside_a_loop()) == 1
+
+
+async def test_sync_client_runs_tasks_and_manages_schedules(scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_SCHEDULED)
+
+    def use() -> tuple[list[str], list[str], str]:
+        with oc.Client(scheduler.target, retries=FAST) as client:
+            ran = client.run_task(task.id)
+            client.create_task("foo", cache=True, cache_max_age=30)
+            first = client.create_schedule("0 3 * * *", "report", {"n": 1}, schedule_id="a")
+            client.create_schedule("*/5 * * * *", "report", catch_up="skip", priority=2)
+            ids = [s.id for s in client.iter_schedules(page_size=1)]
+            states = [
+                oc.ScheduleState.Name(client.pause_schedule("a").state),
+                oc.ScheduleState.Name(client.resume_schedule("a").state),
+            ]
+            client.delete_schedule("a")
+            remaining = [s.id for s in client.list_schedules().schedules]
+            assert client.get_schedule(remaining[0]).template.priority == 2
+            assert first.template.payload["n"] == 1
+            return ids, states + remaining, oc.state_name(ran.state)
+
+    ids, states, ran = await asyncio.to_thread(use)
+    assert ids[0] == "a" and len(ids) == 2
+    assert states == ["SCHEDULE_STATE_PAUSED", "SCHEDULE_STATE_ACTIVE", ids[1]]
+    assert ran == "PENDING"
+    assert scheduler.script.calls_of("CreateTask")[0].request.cache_max_age.seconds == 30
+    second = scheduler.script.calls_of("CreateSchedule")[1].request.schedule
+    assert second.catch_up == oc.CatchUp.Value("CATCH_UP_SKIP")

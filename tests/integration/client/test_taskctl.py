@@ -6,46 +6,18 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
-from orchestrator.v1 import task_pb2, task_service_pb2
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client.cli import ExitCode, main
 from orchestrator_client.convert import duration_from_micros, timestamp_from_micros
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
 if TYPE_CHECKING:
-    from conftest import FakeScheduler
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Taskctl = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def taskctl(scheduler: FakeScheduler, capsys: pytest.CaptureFixture[str]) -> Taskctl:
-    """Run ``main`` in a thread (it runs its own event loop) against the fake scheduler."""
-
-    async def run(*argv: str, environ: dict[str, str] | None = None) -> Result:
-        args = ["--scheduler", scheduler.target, *argv]
-        code = await asyncio.to_thread(main, args, environ=environ or {})
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    from conftest import FakeScheduler, Taskctl
 
 
 async def test_create_prints_the_task_as_proto_json(
@@ -462,3 +434,125 @@ async def test_get_shows_lateness_and_attempt_times(
     attempt = (await taskctl("get", task.id)).json()["attempt_history"][0]
     assert attempt["due_at"] == "2027-01-15T08:00:00Z"
     assert attempt["leased_at"] == "2027-01-15T08:00:00.003Z"
+
+
+async def test_run_makes_a_scheduled_task_due(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    task = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_SCHEDULED)
+    result = await taskctl("run", task.id)
+    assert result.code == ExitCode.OK, result.err
+    assert result.json()["state"] == "TASK_STATE_PENDING"
+    assert scheduler.script.calls_of("RunTask")[0].request.id == task.id
+    again = await taskctl("run", task.id)  # already due: answered as it is
+    assert (again.code, again.json()["state"]) == (ExitCode.OK, "TASK_STATE_PENDING")
+    done = scheduler.script.add_task(type="foo", state=task_pb2.TASK_STATE_SUCCEEDED)
+    refused = await taskctl("run", done.id)
+    assert refused.code == ExitCode.RPC_ERROR
+    assert refused.err.startswith("error: FAILED_PRECONDITION: ")
+
+
+async def test_create_with_cache_max_age(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    result = await taskctl("create", "foo", "--cache", "--cache-max-age", "10m")
+    assert result.code == ExitCode.OK, result.err
+    request = scheduler.script.calls_of("CreateTask")[0].request
+    assert request.cache and request.cache_max_age.seconds == 600
+    plain = await taskctl("create", "foo", "--cache")
+    assert plain.code == ExitCode.OK
+    assert not scheduler.script.calls_of("CreateTask")[1].request.HasField("cache_max_age")
+
+
+async def test_get_and_watch_show_progress_and_cached_from(
+    taskctl: Taskctl, scheduler: FakeScheduler
+) -> None:
+    task = scheduler.script.add_task(
+        type="foo", state=task_pb2.TASK_STATE_RUNNING, cache=True, cached=True, cached_from="t0"
+    )
+    task.progress.percent = 25
+    task.progress.message = "step 1 of 4"
+    table = await taskctl("--no-json", "get", task.id)
+    assert re.search(r"^progress +█████░{15} 25% step 1 of 4", table.out, re.MULTILINE)
+    assert re.search(r"^cached +cached from t0", table.out, re.MULTILINE)
+    document = (await taskctl("get", task.id)).json()
+    assert document["progress"]["percent"] == 25
+    assert document["cached_from"] == "t0"
+
+    scheduler.script.watch_states[task.id] = [task_pb2.TASK_STATE_SUCCEEDED]
+    lines = (await taskctl("--no-json", "watch", task.id)).out.splitlines()
+    assert lines[0].endswith(f"{task.id} RUNNING attempt 0 25% step 1 of 4 cached from t0")
+    assert "SUCCEEDED" in lines[1]
+
+
+async def test_schedule_commands(taskctl: Taskctl, scheduler: FakeScheduler) -> None:
+    created = await taskctl(
+        "schedule",
+        "create",
+        "*/5 * * * *",
+        "report",
+        "-p",
+        "n=1",
+        "--payload",
+        '{"title": "daily"}',
+        "--tz",
+        "Europe/Berlin",
+        "--id",
+        "nightly",
+        "--catch-up",
+        "all",
+        "--priority",
+        "3",
+        "--timeout",
+        "30s",
+        "--label",
+        "team=x",
+    )
+    assert created.code == ExitCode.OK, created.err
+    document = created.json()
+    assert (document["id"], document["state"], document["catch_up"]) == (
+        "nightly",
+        "SCHEDULE_STATE_ACTIVE",
+        "CATCH_UP_ALL",
+    )
+    request = scheduler.script.calls_of("CreateSchedule")[0].request
+    assert request.schedule_id == "nightly"
+    assert (request.schedule.cron, request.schedule.time_zone) == ("*/5 * * * *", "Europe/Berlin")
+    template = request.schedule.template
+    assert template.type == "report"
+    assert dict(template.payload) == {"n": 1, "title": "daily"}
+    assert (template.priority, template.timeout.seconds, dict(template.labels)) == (
+        3,
+        30,
+        {"team": "x"},
+    )
+    assert not template.HasField("run_at") and template.idempotency_key == ""
+
+    taken = await taskctl("schedule", "create", "0 3 * * *", "report", "--id", "nightly")
+    assert taken.code == ExitCode.RPC_ERROR
+    assert taken.err.startswith("error: ALREADY_EXISTS: ")
+    bad = await taskctl("schedule", "create", "every day", "report")
+    assert bad.code == ExitCode.RPC_ERROR
+    assert "schedule.cron" in bad.err
+    other = await taskctl("schedule", "create", "0 3 * * *", "report")
+    assert other.json()["time_zone"] == "UTC"
+    assert scheduler.script.calls_of("CreateSchedule")[-1].request.schedule.catch_up == (
+        admin_service_pb2.CATCH_UP_LATEST
+    )
+
+    listing = await taskctl("schedule", "list")
+    assert [s["id"] for s in listing.json()["schedules"]] == ["nightly", other.json()["id"]]
+    table = await taskctl("--no-json", "schedule", "list")
+    assert "nightly" in table.out and "Europe/Berlin" in table.out and "ACTIVE" in table.out
+
+    paused = await taskctl("--no-json", "schedule", "pause", "nightly")
+    assert paused.out.strip() == "nightly PAUSED"
+    assert (await taskctl("schedule", "get", "nightly")).json()["state"] == "SCHEDULE_STATE_PAUSED"
+    resumed = await taskctl("--no-json", "schedule", "resume", "nightly")
+    assert resumed.out.startswith("nightly ACTIVE, next fire ")
+    detail = await taskctl("--no-json", "schedule", "get", "nightly")
+    assert re.search(r"^catch up +all", detail.out, re.MULTILINE)
+    assert re.search(r"^type +report", detail.out, re.MULTILINE)
+
+    deleted = await taskctl("--no-json", "schedule", "delete", "nightly")
+    assert deleted.out.strip() == "deleted schedule nightly"
+    missing = await taskctl("schedule", "get", "nightly")
+    assert missing.code == ExitCode.RPC_ERROR
+    assert missing.err.startswith("error: NOT_FOUND: ")
+    assert "no schedules" not in (await taskctl("--no-json", "schedule", "list")).out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from rich.console import Console, RenderableType
@@ -16,6 +17,12 @@ from orchestrator_client.cli._tables import (
     event_line,
     explain_view,
     limits_text,
+    percent_text,
+    progress_bar,
+    progress_text,
+    schedule_detail,
+    schedule_line,
+    schedule_table,
     seconds_text,
     stats_view,
     task_detail,
@@ -395,3 +402,96 @@ def test_stats_show_lateness() -> None:
     assert "lateness              p50 12.3ms, p99 340ms, max 1.21s (1000 starts)" in text
     empty = render(stats_view(admin_service_pb2.GetStatsResponse()))
     assert "no starts measured yet" in empty
+
+
+def test_progress_text_bar_and_percent() -> None:
+    assert progress_text(task_pb2.Progress()) == ""
+    assert progress_text(task_pb2.Progress(message="warming up")) == "warming up"
+    half = task_pb2.Progress(percent=42.54, message="copying part 3")
+    assert progress_text(half) == "42.5% copying part 3"
+    assert progress_text(half, bar=True) == "█████████░░░░░░░░░░░ 42.5% copying part 3"
+    assert progress_text(task_pb2.Progress(percent=0)) == "0%"  # set, though zero
+    assert percent_text(100.0) == "100%"
+    assert progress_bar(150.0, width=4) == "████"
+    assert progress_bar(-3.0, width=4) == "░░░░"
+
+
+def test_get_and_watch_show_progress_and_the_cached_source() -> None:
+    task = sample_task()
+    task.state = task_pb2.TASK_STATE_RUNNING
+    task.error = ""
+    task.progress.percent = 50
+    task.progress.message = "half way"
+    task.progress.details.update({"rows": 10})
+    task.cached = True
+    task.cached_from = "t0"
+    text = render(task_detail(task))
+    assert "██████████░░░░░░░░░░ 50% half way" in text
+    assert '{"rows":10}' in text
+    assert "cached from t0" in text
+    event = task_service_pb2.TaskEvent(type=task_service_pb2.TASK_EVENT_TYPE_UPSERTED, task=task)
+    assert event_line(event).plain.endswith("RUNNING attempt 2/3 50% half way cached from t0")
+    plain = sample_task()
+    assert "progress" not in render(task_detail(plain))
+    assert "cached" not in render(task_detail(plain))
+    plain.cached = True
+    assert re.search(r"^cached +yes", render(task_detail(plain)), re.MULTILINE)
+
+
+def sample_schedule() -> admin_service_pb2.Schedule:
+    schedule = admin_service_pb2.Schedule(
+        id="nightly",
+        cron="0 3 * * *",
+        time_zone="Europe/Berlin",
+        state=admin_service_pb2.SCHEDULE_STATE_ACTIVE,
+        catch_up=admin_service_pb2.CATCH_UP_ALL,
+        last_task_id="t7",
+        fired_count=12,
+    )
+    schedule.template.type = "report"
+    schedule.template.payload.update({"n": 1})
+    schedule.template.priority = 5
+    schedule.template.cache = True
+    schedule.template.cache_max_age.FromSeconds(600)
+    schedule.next_fire_at.FromSeconds(1_800_000_000)
+    schedule.last_fire_at.FromSeconds(1_799_913_600)
+    return schedule
+
+
+def test_schedule_views() -> None:
+    schedule = sample_schedule()
+    table = render(schedule_table([schedule]))
+    header = table.splitlines()[1]
+    for column in ("id", "cron", "tz", "type", "state", "next fire", "last fire", "fired"):
+        assert column in header, column
+    assert "last task" in table
+    row = next(line for line in table.splitlines() if "nightly" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == [
+        "nightly",
+        "0 3 * * *",
+        "Europe/Berlin",
+        "report",
+        "ACTIVE",
+        "2027-01-15 08:00:00Z",
+        "2027-01-14 08:00:00Z",
+        "12",
+        "t7",
+    ]
+    assert render(schedule_table([])).strip() == "no schedules"
+
+    detail = render(schedule_detail(schedule))
+    for expected in (
+        "catch up +all",
+        'payload +{"n":1}',
+        "priority +5",
+        "cache +yes, results up to 10m old",
+        "time zone +Europe/Berlin",
+        "last task +t7",
+    ):
+        assert re.search(f"^{expected}", detail, re.MULTILINE), expected
+    assert "group" not in detail
+
+    assert schedule_line(schedule).plain == "nightly ACTIVE, next fire 2027-01-15 08:00:00Z"
+    schedule.state = admin_service_pb2.SCHEDULE_STATE_PAUSED
+    assert schedule_line(schedule).plain == "nightly PAUSED"

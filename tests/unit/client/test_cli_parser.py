@@ -249,3 +249,83 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "exit status" in help_text and "ORCHESTRATOR_SCHEDULER" in help_text
     assert main(["--version"], environ={}) == ExitCode.OK
     assert capsys.readouterr().out.startswith("taskctl ")
+
+
+def test_run_schedule_and_batch_parse() -> None:
+    assert parse("run", "t1").id == "t1"
+    args = parse(
+        "schedule",
+        "create",
+        "*/5 * * * *",
+        "report",
+        "-p",
+        "n=1",
+        "--tz",
+        "Europe/Berlin",
+        "--id",
+        "nightly",
+        "--catch-up",
+        "all",
+        "--timeout",
+        "30s",
+        "--cache",
+        "--cache-max-age",
+        "10m",
+        "--label",
+        "team=x",
+    )
+    assert (args.command, args.schedule_command, args.cron, args.type) == (
+        "schedule",
+        "create",
+        "*/5 * * * *",
+        "report",
+    )
+    assert (args.time_zone, args.schedule_id, args.catch_up) == ("Europe/Berlin", "nightly", "all")
+    assert (args.task_timeout, args.cache, args.cache_max_age) == (30.0, True, 600.0)
+    defaults = parse("schedule", "create", "0 3 * * *", "report")
+    assert (defaults.time_zone, defaults.schedule_id, defaults.catch_up) == ("UTC", "", "latest")
+    assert parse("schedule", "pause", "nightly").id == "nightly"
+    assert parse("schedule", "list", "--no-json").json is False
+
+    batch = parse("batch", "in.csv", "-o", "out.csv", "--timeout", "1m", "--timeout-all", "10m")
+    assert (batch.input, batch.output, batch.batch_id, batch.chunk_size) == (
+        "in.csv",
+        "out.csv",
+        "",
+        500,
+    )
+    assert (batch.task_timeout, batch.timeout_all, batch.priority) == (60.0, 600.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run"], "required: id"),
+        (["schedule"], "required: ACTION"),
+        (["schedule", "create", "* * * * *"], "required: type"),
+        (["schedule", "create", "* * * * *", "foo", "--catch-up", "some"], "invalid choice"),
+        (["schedule", "create", "* * * * *", "foo", "--in", "5m"], "unrecognized arguments"),
+        (["schedule", "get"], "required: id"),
+        (["create", "foo", "--cache-max-age", "0s"], "must be more than 0"),
+        (["batch", "in.csv"], "required: -o/--output"),
+        (["batch", "in.csv", "-o", "o", "--chunk-size", "0"], "must be at least 1"),
+        (["batch", "in.csv", "-o", "o", "--timeout-all", "soon"], "invalid duration"),
+    ],
+)
+def test_new_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv, environ={}) == ExitCode.USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["create", "foo", "--cache-max-age", "10m"],
+        ["schedule", "create", "* * * * *", "foo", "--cache-max-age", "10m"],
+    ],
+)
+def test_cache_max_age_needs_cache(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--scheduler", "127.0.0.1:1", *argv], environ={}) == ExitCode.USAGE
+    assert "error: --cache-max-age needs --cache" in capsys.readouterr().err

@@ -7,12 +7,14 @@ import datetime as dt
 import pytest
 
 import orchestrator_client as oc
-from orchestrator.v1 import task_pb2, task_service_pb2
+from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client._requests import (
     TaskFilter,
     concurrency_limits,
+    create_schedule_request,
     create_task_request,
     create_task_requests,
+    parse_catch_up,
     parse_on_failure,
 )
 
@@ -201,3 +203,65 @@ def test_concurrency_limits_message() -> None:
     assert concurrency_limits(4, 0.25) == task_pb2.ConcurrencyLimits(
         max_running=4, max_per_second=0.25
     )
+
+
+def test_cache_max_age_is_a_duration_and_needs_cache() -> None:
+    request = create_task_request("foo", cache=True, cache_max_age=90.5)
+    assert request.cache_max_age.ToMilliseconds() == 90_500
+    assert not create_task_request("foo", cache=True).HasField("cache_max_age")
+    with pytest.raises(ValueError, match="cache_max_age needs cache=True"):
+        create_task_request("foo", cache_max_age=10)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        create_task_request("foo", cache=True, cache_max_age=-1)
+    (item,) = create_task_requests([{"type": "foo", "cache": True, "cache_max_age": 60}])
+    assert item.cache_max_age.seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("latest", admin_service_pb2.CATCH_UP_LATEST),
+        (" SKIP ", admin_service_pb2.CATCH_UP_SKIP),
+        ("catch_up_all", admin_service_pb2.CATCH_UP_ALL),
+        (oc.CatchUp.Value("CATCH_UP_ALL"), admin_service_pb2.CATCH_UP_ALL),
+        (admin_service_pb2.CATCH_UP_UNSPECIFIED, admin_service_pb2.CATCH_UP_UNSPECIFIED),
+    ],
+)
+def test_catch_up_by_name_or_value(
+    value: str | admin_service_pb2.CatchUp.ValueType, expected: admin_service_pb2.CatchUp.ValueType
+) -> None:
+    assert parse_catch_up(value) == expected
+
+
+@pytest.mark.parametrize("value", ["never", "", "unspecified", 9])
+def test_unknown_catch_up_is_refused_with_the_choices(value: str | int) -> None:
+    with pytest.raises(ValueError, match="expected 'latest', 'skip' or 'all'"):
+        parse_catch_up(value)  # type: ignore[arg-type]
+
+
+def test_schedule_request_wraps_the_create_task_template() -> None:
+    template = create_task_request("report", {"n": 1}, priority=3, timeout=30.0)
+    request = create_schedule_request(
+        "0 3 * * *", template, time_zone="Europe/Berlin", schedule_id="nightly", catch_up="skip"
+    )
+    assert request.schedule_id == "nightly"
+    schedule = request.schedule
+    assert (schedule.cron, schedule.time_zone) == ("0 3 * * *", "Europe/Berlin")
+    assert schedule.catch_up == admin_service_pb2.CATCH_UP_SKIP
+    assert schedule.template == template
+    default = create_schedule_request("* * * * *", create_task_request("foo")).schedule
+    assert (default.time_zone, default.catch_up) == ("UTC", admin_service_pb2.CATCH_UP_LATEST)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (create_task_request("foo", run_at=NOW), "no run_at"),
+        (create_task_request("foo", idempotency_key="k"), "no idempotency_key"),
+    ],
+)
+def test_a_schedule_template_without_start_or_key(
+    template: task_service_pb2.CreateTaskRequest, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_schedule_request("* * * * *", template)

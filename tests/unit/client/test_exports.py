@@ -14,6 +14,7 @@ EXPECTED = {
     "AlreadyExists",
     "AsyncClient",
     "Backoff",
+    "CatchUp",
     "Client",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -27,6 +28,8 @@ EXPECTED = {
     "ReasonCode",
     "ResourceExhausted",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleState",
     "Task",
     "TaskEvent",
     "TaskState",
@@ -60,8 +63,12 @@ def test_exported_classes_claim_the_public_module() -> None:
 
 def test_reexported_enums_are_the_contracts() -> None:
     # The enums people pass (on_failure=) or compare (reason.code ==) are the generated ones.
-    from orchestrator.v1 import task_pb2, task_service_pb2
+    from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 
     assert orchestrator_client.OnFailure is task_pb2.OnFailure
     assert orchestrator_client.ReasonCode is task_service_pb2.ReasonCode
+    assert orchestrator_client.CatchUp is admin_service_pb2.CatchUp
+    assert orchestrator_client.ScheduleState is admin_service_pb2.ScheduleState
+    assert orchestrator_client.Schedule is admin_service_pb2.Schedule
+    assert orchestrator_client.CatchUp.Value("CATCH_UP_ALL") == admin_service_pb2.CATCH_UP_ALL
     assert orchestrator_client.OnFailure.Value("ON_FAILURE_SKIP") == task_pb2.ON_FAILURE_SKIP

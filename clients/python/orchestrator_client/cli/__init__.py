@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 
 from .._client import AsyncClient
 from .._errors import OrchestratorError, Unavailable
-from ._commands import COMMANDS, Context, ask
+from ._batch import batch
+from ._commands import COMMANDS, Command, Context, ask
 from ._exit import ExitCode, UsageError
 from ._output import Output
 from ._parser import build_parser
 
 __all__ = ["ExitCode", "main"]
+
+_COMMANDS: dict[str, Command] = {**COMMANDS, "batch": batch}
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -49,7 +52,7 @@ async def _run(args: argparse.Namespace, out: Output, *, interactive: bool) -> i
     scheduler: str = args.scheduler
     client = AsyncClient(scheduler, client_id=args.client_id or None, timeout=args.rpc_timeout)
     ctx = Context(client=client, out=out, confirm=ask if interactive else None)
-    command = COMMANDS[args.command]
+    command = _COMMANDS[args.command]
     async with client:
         try:
             return await command(ctx, args)

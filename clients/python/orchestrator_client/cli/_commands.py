@@ -27,6 +27,9 @@ from ._output import Output
 from ._tables import (
     event_line,
     explain_view,
+    schedule_detail,
+    schedule_line,
+    schedule_table,
     stats_view,
     task_detail,
     task_table,
@@ -80,31 +83,41 @@ def _backoff(args: argparse.Namespace) -> Backoff | None:
     return None if backoff == Backoff() else backoff
 
 
-async def create(ctx: Context, args: argparse.Namespace) -> int:
-    if args.wait_timeout is not None and not args.wait:
-        raise UsageError("--wait-timeout needs --wait")
+def _task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords ``create_task`` and ``create_schedule`` share, from the shared flags."""
     has_key_limits = args.key_max_running is not None or args.key_max_per_second is not None
     if has_key_limits and not args.concurrency_key:
         raise UsageError("--key-max-running and --key-max-per-second need --concurrency-key")
+    if args.cache_max_age is not None and not args.cache:
+        raise UsageError("--cache-max-age needs --cache")
     payload = dict(args.payload or {})
     payload.update((key, parse_param_value(text)) for key, text in args.params)
+    return {
+        "payload": payload,
+        "priority": args.priority,
+        "max_attempts": args.max_attempts,
+        "backoff": _backoff(args),
+        "timeout": args.task_timeout,
+        "group": args.group,
+        "cache": args.cache,
+        "cache_max_age": args.cache_max_age,
+        "labels": dict(args.labels),
+        "on_failure": args.on_failure,
+        "concurrency_key": args.concurrency_key,
+        "key_max_running": args.key_max_running,
+        "key_max_per_second": args.key_max_per_second,
+    }
+
+
+async def create(ctx: Context, args: argparse.Namespace) -> int:
+    if args.wait_timeout is not None and not args.wait:
+        raise UsageError("--wait-timeout needs --wait")
     task = await ctx.client.create_task(
         args.type,
-        payload,
         run_at=args.run_at,
         delay=args.delay,
-        priority=args.priority,
-        max_attempts=args.max_attempts,
-        backoff=_backoff(args),
-        timeout=args.task_timeout,
-        group=args.group,
         idempotency_key=args.idempotency_key,
-        cache=args.cache,
-        labels=dict(args.labels),
-        on_failure=args.on_failure,
-        concurrency_key=args.concurrency_key,
-        key_max_running=args.key_max_running,
-        key_max_per_second=args.key_max_per_second,
+        **_task_options(args),
     )
     if not args.wait:
         ctx.out.show(task, task_detail)
@@ -198,6 +211,11 @@ async def retry(ctx: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+async def run(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.out.show(await ctx.client.run_task(args.id), task_detail)
+    return ExitCode.OK
+
+
 async def watch(ctx: Context, args: argparse.Namespace) -> int:
     """Print each change; the exit status says how the task ended, like ``create --wait``."""
     last: task_service_pb2.TaskEvent | None = None
@@ -212,7 +230,7 @@ async def watch(ctx: Context, args: argparse.Namespace) -> int:
     return _outcome(last.task)
 
 
-async def _all_task_types(client: AsyncClient) -> list[admin_service_pb2.TaskType]:
+async def all_task_types(client: AsyncClient) -> list[admin_service_pb2.TaskType]:
     found: list[admin_service_pb2.TaskType] = []
     page_token = ""
     while True:
@@ -224,7 +242,7 @@ async def _all_task_types(client: AsyncClient) -> list[admin_service_pb2.TaskTyp
 
 
 async def task_types(ctx: Context, args: argparse.Namespace) -> int:
-    response = admin_service_pb2.ListTaskTypesResponse(task_types=await _all_task_types(ctx.client))
+    response = admin_service_pb2.ListTaskTypesResponse(task_types=await all_task_types(ctx.client))
     ctx.out.show(response, lambda r: task_type_table(r.task_types))
     return ExitCode.OK
 
@@ -250,7 +268,7 @@ async def limits(ctx: Context, args: argparse.Namespace) -> int:
     max_running, max_per_second = args.max_running, args.max_per_second
     if max_running is None or max_per_second is None:
         current = next(
-            (t.limits for t in await _all_task_types(ctx.client) if t.name == args.type),
+            (t.limits for t in await all_task_types(ctx.client) if t.name == args.type),
             task_pb2.ConcurrencyLimits(),
         )
         if max_running is None:
@@ -283,6 +301,61 @@ async def stats(ctx: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+async def schedule_create(ctx: Context, args: argparse.Namespace) -> int:
+    created = await ctx.client.create_schedule(
+        args.cron,
+        args.type,
+        time_zone=args.time_zone,
+        schedule_id=args.schedule_id,
+        catch_up=args.catch_up,
+        **_task_options(args),
+    )
+    ctx.out.show(created, schedule_detail)
+    return ExitCode.OK
+
+
+async def schedule_list(ctx: Context, args: argparse.Namespace) -> int:
+    found = [s async for s in ctx.client.iter_schedules(page_size=MAX_PAGE_SIZE)]
+    response = admin_service_pb2.ListSchedulesResponse(schedules=found)
+    ctx.out.show(response, lambda r: schedule_table(r.schedules))
+    return ExitCode.OK
+
+
+async def schedule_get(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.out.show(await ctx.client.get_schedule(args.id), schedule_detail)
+    return ExitCode.OK
+
+
+async def schedule_delete(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client.delete_schedule(args.id)
+    ctx.out.show(empty_pb2.Empty(), lambda _: Text(f"deleted schedule {args.id}"))
+    return ExitCode.OK
+
+
+async def schedule_pause(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.out.show(await ctx.client.pause_schedule(args.id), schedule_line)
+    return ExitCode.OK
+
+
+async def schedule_resume(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.out.show(await ctx.client.resume_schedule(args.id), schedule_line)
+    return ExitCode.OK
+
+
+SCHEDULE_COMMANDS: dict[str, Command] = {
+    "create": schedule_create,
+    "list": schedule_list,
+    "get": schedule_get,
+    "delete": schedule_delete,
+    "pause": schedule_pause,
+    "resume": schedule_resume,
+}
+
+
+async def schedule(ctx: Context, args: argparse.Namespace) -> int:
+    return await SCHEDULE_COMMANDS[args.schedule_command](ctx, args)
+
+
 async def ask(question: str) -> bool:
     """A yes/no question on the terminal, off the event loop."""
     answer = await asyncio.to_thread(input, question)
@@ -297,6 +370,7 @@ COMMANDS: dict[str, Command] = {
     "delete-all": delete_all,
     "cancel": cancel,
     "retry": retry,
+    "run": run,
     "watch": watch,
     "explain": explain,
     "types": task_types,
@@ -305,4 +379,5 @@ COMMANDS: dict[str, Command] = {
     "limits": limits,
     "workers": workers,
     "stats": stats,
+    "schedule": schedule,
 }

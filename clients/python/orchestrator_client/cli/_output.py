@@ -51,6 +51,17 @@ class Output:
         width = None if stdout.isatty() else PIPE_WIDTH
         self._console = Console(file=stdout, highlight=False, width=width)
         self._errors = Console(file=stderr, highlight=False)
+        self._stderr_is_tty = stderr.isatty()
+
+    @property
+    def err_console(self) -> Console:
+        """The console on stderr, for live displays (progress bars) beside the output."""
+        return self._errors
+
+    @property
+    def err_is_tty(self) -> bool:
+        """Whether stderr is a terminal: only then is a live display worth drawing."""
+        return self._stderr_is_tty
 
     def show(self, message: M, render: Callable[[M], RenderableType]) -> None:
         """A response: as JSON, or as ``render(message)`` for people."""

@@ -25,8 +25,9 @@ from ._values import (
 )
 
 EPILOG = """\
-exit status: 0 done (the task SUCCEEDED for --wait/watch), 1 the task ended FAILED or
-CANCELLED, 2 usage error, 3 the scheduler answered an error, 4 the scheduler is unreachable.
+exit status: 0 done (the task SUCCEEDED for --wait/watch, every row for batch), 1 the task
+ended FAILED or CANCELLED (batch: some row did not succeed), 2 usage error, 3 the scheduler
+answered an error (or a wait timed out), 4 the scheduler is unreachable.
 """
 
 
@@ -64,6 +65,16 @@ def _positive_int(text: str) -> int:
 
 
 positive_int = _argument(_positive_int, "count")
+
+#: The most tasks ``batch`` sends in one BatchCreateTasks call.
+MAX_CHUNK_SIZE = 500
+
+
+def _chunk_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CHUNK_SIZE:
+        raise ValueError(f"must be at most {MAX_CHUNK_SIZE}, got {value}")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -160,6 +171,9 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     _add_delete_all(command("delete-all", "delete every task matching filters"))
     command("cancel", "stop a task; it stays, as CANCELLED").add_argument("id")
     command("retry", "put a FAILED or CANCELLED task back to PENDING").add_argument("id")
+    command("run", "make a SCHEDULED task (run_at ahead, or backing off) due now").add_argument(
+        "id"
+    )
     command("watch", "print each change of a task until it ends").add_argument("id")
     command("explain", "why a task is not running now").add_argument("id")
     command("types", "task types with their state, limits and counts")
@@ -168,11 +182,33 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     _add_limits(command("limits", "set how many tasks of a type run at once and start per second"))
     command("workers", "workers connected now")
     command("stats", "counts per state and type, retries, throughput, lateness")
+    _add_schedule(
+        command("schedule", "recurring schedules: create, list, get, delete, pause, resume"), output
+    )
+    _add_batch(command("batch", "create a task per row of a CSV file, wait, write a results CSV"))
     return parser
 
 
 def _add_create(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("type", help="a task type the scheduler knows (see `taskctl types`)")
+    _add_payload(parser)
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--run-at", type=time, metavar="ISO8601", help="not before this time")
+    when.add_argument("--in", dest="delay", type=duration, metavar="DURATION", help="e.g. 5m")
+    _add_task_options(parser)
+    parser.add_argument(
+        "--idempotency-key", default="", metavar="KEY", help="a repeat returns the first task"
+    )
+    parser.add_argument("--wait", action="store_true", help="wait until the task ends")
+    parser.add_argument(
+        "--wait-timeout",
+        type=positive_seconds,
+        metavar="DURATION",
+        help="with --wait, give up after this long",
+    )
+
+
+def _add_payload(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--payload", type=payload, metavar="JSON", help="a JSON object, or @file.json"
     )
@@ -186,9 +222,10 @@ def _add_create(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a payload field (repeatable); VALUE is JSON if it parses, else a string",
     )
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument("--run-at", type=time, metavar="ISO8601", help="not before this time")
-    when.add_argument("--in", dest="delay", type=duration, metavar="DURATION", help="e.g. 5m")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How each task runs: the options ``create``, ``schedule create`` and ``batch`` share."""
     parser.add_argument("--priority", type=int, default=0, help="0 to 1000; higher first")
     parser.add_argument("--max-attempts", type=int, metavar="N", help="1 to 100")
     parser.add_argument(
@@ -198,6 +235,12 @@ def _add_create(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="per attempt, e.g. 30s",
     )
+
+
+def _add_task_options(parser: argparse.ArgumentParser) -> None:
+    """Everything of a task but its type, payload and start: shared by ``create`` and
+    ``schedule create`` (whose template takes the same options)."""
+    _add_run_options(parser)
     parser.add_argument("--backoff-initial", type=duration, metavar="DURATION")
     parser.add_argument("--backoff-multiplier", type=float, metavar="X")
     parser.add_argument("--backoff-max", type=duration, metavar="DURATION")
@@ -228,18 +271,104 @@ def _add_create(parser: argparse.ArgumentParser) -> None:
         "limits given, the other is set to 0",
     )
     parser.add_argument(
-        "--idempotency-key", default="", metavar="KEY", help="a repeat returns the first task"
+        "--cache",
+        action="store_true",
+        help="reuse the result of an identical task (same type and payload), or join it while "
+        "it runs, instead of running",
     )
     parser.add_argument(
-        "--cache", action="store_true", help="reuse the result of an identical task"
-    )
-    _add_labels(parser, "a label to attach (repeatable)")
-    parser.add_argument("--wait", action="store_true", help="wait until the task ends")
-    parser.add_argument(
-        "--wait-timeout",
+        "--cache-max-age",
         type=positive_seconds,
         metavar="DURATION",
-        help="with --wait, give up after this long",
+        help="with --cache, reuse only a result at most this old, e.g. 10m (default: any age)",
+    )
+    _add_labels(parser, "a label to attach (repeatable)")
+
+
+def _add_schedule(parser: argparse.ArgumentParser, output: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="schedule_command",
+        required=True,
+        metavar="ACTION",
+        parser_class=argparse.ArgumentParser,
+    )
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help_text, description=help_text, parents=[output])
+
+    create = action("create", "create a schedule: each slot of CRON creates a task of TYPE")
+    create.add_argument(
+        "cron",
+        help="five fields, minute hour day month weekday (six with seconds last); quote it: "
+        "'*/15 * * * *'",
+    )
+    create.add_argument("type", help="the task type each slot creates")
+    _add_payload(create)
+    create.add_argument(
+        "--tz",
+        dest="time_zone",
+        default="UTC",
+        metavar="ZONE",
+        help="the IANA time zone CRON is read in, e.g. Europe/Berlin (default UTC)",
+    )
+    create.add_argument(
+        "--id",
+        dest="schedule_id",
+        default="",
+        metavar="ID",
+        help="the schedule's id (default: the scheduler makes one)",
+    )
+    create.add_argument(
+        "--catch-up",
+        choices=("latest", "skip", "all"),
+        default="latest",
+        help="slots missed while no scheduler ran or the schedule was paused: fire the "
+        "latest once (default), none, or all",
+    )
+    _add_task_options(create)
+    action("list", "every schedule")
+    action("get", "one schedule").add_argument("id")
+    action("delete", "delete a schedule (the tasks it created stay)").add_argument("id")
+    action("pause", "stop a schedule firing").add_argument("id")
+    action("resume", "let a paused schedule fire again").add_argument("id")
+
+
+def _add_batch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input",
+        help="a CSV file with a header; columns task_id and task_type, every other column a "
+        "payload field (JSON when the cell parses as JSON, else text; empty cells left out)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="where to write the results CSV (input order: task_id, task_type, final_status, "
+        "error_info, scheduler_task_id, then the result fields)",
+    )
+    parser.add_argument(
+        "--batch-id",
+        default="",
+        metavar="ID",
+        help="labels the tasks batch=ID and scopes their idempotency keys (default: the input "
+        "file's name without its extension); re-running with the same ID and --client-id "
+        "creates nothing twice",
+    )
+    _add_run_options(parser)
+    parser.add_argument(
+        "--timeout-all",
+        type=positive_seconds,
+        metavar="DURATION",
+        help="stop waiting this long after the start (submitting always completes); "
+        "unfinished rows are written with their current state and the exit status is 3",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_argument(_chunk_size, "count"),
+        default=MAX_CHUNK_SIZE,
+        metavar="N",
+        help=f"tasks per BatchCreateTasks call, 1 to {MAX_CHUNK_SIZE} (default {MAX_CHUNK_SIZE})",
     )
 
 

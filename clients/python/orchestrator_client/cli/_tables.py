@@ -168,6 +168,40 @@ def _on_failure(value: task_pb2.OnFailure.ValueType) -> str:
     return name.removeprefix("ON_FAILURE_").lower()
 
 
+def _cached(task: task_pb2.Task) -> str:
+    """``cached from t41``; ``yes`` when the scheduler named no task; empty when not cached."""
+    if task.cached_from:
+        return f"cached from {task.cached_from}"
+    return "yes" if task.cached else ""
+
+
+PROGRESS_BAR_WIDTH = 20
+
+
+def percent_text(percent: float) -> str:
+    """``42%``, ``42.5%``, ``100%``: one decimal at most."""
+    return f"{round(percent, 1):g}%"
+
+
+def progress_bar(percent: float, width: int = PROGRESS_BAR_WIDTH) -> str:
+    """``██████░░░░``: ``percent`` of ``width`` cells filled (clamped to 0..100)."""
+    filled = round(min(max(percent, 0.0), 100.0) / 100 * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def progress_text(progress: task_pb2.Progress, *, bar: bool = False) -> str:
+    """``42% copying part 3`` (with ``bar``, the bar first); empty when nothing was
+    reported. The handler may report a message without a percent, or the other way round."""
+    parts = []
+    if progress.HasField("percent"):
+        if bar:
+            parts.append(progress_bar(progress.percent))
+        parts.append(percent_text(progress.percent))
+    if progress.message:
+        parts.append(progress.message)
+    return " ".join(parts)
+
+
 def _attempts(task: task_pb2.Task) -> str:
     return f"{task.attempts}/{task.max_attempts}" if task.max_attempts else str(task.attempts)
 
@@ -190,6 +224,7 @@ def task_detail(task: task_pb2.Task) -> RenderableType:
             ("labels", _labels(task.labels)),
             ("idempotency key", task.idempotency_key),
             ("cache", "yes" if task.cache else ""),
+            ("cached", _cached(task)),
             ("timeout", how_long(task.timeout)),
             ("backoff", _backoff(task.backoff)),
             ("created", when(task.created_at)),
@@ -199,6 +234,8 @@ def task_detail(task: task_pb2.Task) -> RenderableType:
             ("finished", when(task.finished_at)),
             ("worker", task.worker_id),
             ("lease", task.lease_id),
+            ("progress", progress_text(task.progress, bar=True)),
+            ("progress details", _json(task.progress.details)),
             ("error", task.error),
             ("payload", _json(task.payload)),
             ("result", _json(task.result)),
@@ -283,6 +320,11 @@ def event_line(event: task_service_pb2.TaskEvent) -> Text:
     line.append(f" attempt {_attempts(task)}")
     if task.worker_id:
         line.append(f" on {task.worker_id}")
+    progress = progress_text(task.progress)
+    if progress:
+        line.append(f" {progress}", style="cyan")
+    if task.cached_from:
+        line.append(f" cached from {task.cached_from}")
     if task.error:
         line.append(f" error: {task.error}", style="red")
     return line
@@ -444,3 +486,95 @@ def stats_view(stats: admin_service_pb2.GetStatsResponse) -> RenderableType:
         )
         parts += [Text(""), retried]
     return Group(*parts)
+
+
+def _schedule_state(state: admin_service_pb2.ScheduleState.ValueType) -> Text:
+    try:
+        name: str = admin_service_pb2.ScheduleState.Name(state)
+    except ValueError:
+        name = f"STATE_{int(state)}"
+    name = name.removeprefix("SCHEDULE_STATE_")
+    return Text(name, style="yellow" if name == "PAUSED" else "")
+
+
+def _catch_up(value: admin_service_pb2.CatchUp.ValueType) -> str:
+    """``latest``, ``skip`` or ``all`` (unspecified is latest, the scheduler's default)."""
+    if value == admin_service_pb2.CATCH_UP_UNSPECIFIED:
+        return "latest"
+    try:
+        name: str = admin_service_pb2.CatchUp.Name(value)
+    except ValueError:
+        return str(int(value))
+    return name.removeprefix("CATCH_UP_").lower()
+
+
+def schedule_table(schedules: Iterable[admin_service_pb2.Schedule]) -> RenderableType:
+    """One row per schedule, as the scheduler listed them."""
+    rows: list[list[Cell]] = [
+        [
+            schedule.id,
+            schedule.cron,
+            schedule.time_zone,
+            schedule.template.type,
+            _schedule_state(schedule.state),
+            when(schedule.next_fire_at),
+            when(schedule.last_fire_at),
+            str(schedule.fired_count),
+            schedule.last_task_id,
+        ]
+        for schedule in schedules
+    ]
+    if not rows:
+        return Text("no schedules")
+    return make_table(
+        ("id", "cron", "tz", "type", "state", "next fire", "last fire", "fired", "last task"),
+        rows,
+        whole=("id",),
+        right=("fired",),
+    )
+
+
+def schedule_detail(schedule: admin_service_pb2.Schedule) -> RenderableType:
+    """The schedule, then the template its tasks are made from (set fields only)."""
+    template = schedule.template
+    return _grid(
+        [
+            ("id", schedule.id),
+            ("cron", schedule.cron),
+            ("time zone", schedule.time_zone),
+            ("state", _schedule_state(schedule.state)),
+            ("catch up", _catch_up(schedule.catch_up)),
+            ("next fire", when(schedule.next_fire_at)),
+            ("last fire", when(schedule.last_fire_at)),
+            ("fired", str(schedule.fired_count)),
+            ("last task", schedule.last_task_id),
+            ("created", when(schedule.created_at)),
+            ("type", template.type),
+            ("payload", _json(template.payload)),
+            ("priority", str(template.priority) if template.priority else ""),
+            ("max attempts", str(template.max_attempts) if template.max_attempts else ""),
+            ("timeout", how_long(template.timeout)),
+            ("backoff", _backoff(template.backoff)),
+            ("group", template.group),
+            ("on failure", _on_failure(template.on_failure)),
+            ("concurrency key", template.concurrency_key),
+            ("labels", _labels(template.labels)),
+            ("cache", _cache_text(template)),
+        ]
+    )
+
+
+def _cache_text(template: task_service_pb2.CreateTaskRequest) -> str:
+    if not template.cache:
+        return ""
+    if template.HasField("cache_max_age"):
+        return f"yes, results up to {how_long(template.cache_max_age)} old"
+    return "yes"
+
+
+def schedule_line(schedule: admin_service_pb2.Schedule) -> Text:
+    """After pause/resume: ``nightly PAUSED`` or ``nightly ACTIVE, next fire …``."""
+    line = Text(f"{schedule.id} ").append_text(_schedule_state(schedule.state))
+    if schedule.state == admin_service_pb2.SCHEDULE_STATE_ACTIVE and _is_set(schedule.next_fire_at):
+        line.append(f", next fire {when(schedule.next_fire_at)}")
+    return line
