@@ -47,6 +47,10 @@ ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running,
 """
 
 
+# One (client, idempotency key) lookup. "idempotency_key != ''" inside each OR term lets
+# SQLite use the partial unique index for every term (outside, it scanned the client's tasks).
+_KEY_TERM = "(client = ? AND idempotency_key = ? AND idempotency_key != '')"
+
 # A cached task in one of these states may have followers.
 _LEADING = (TaskState.PENDING, TaskState.RUNNING, TaskState.WAITING)
 
@@ -204,10 +208,9 @@ class TaskWrites:
         keys = sorted({(s.client, s.idempotency_key) for s in specs if s.idempotency_key})
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
-            where = " OR ".join(["(client = ? AND idempotency_key = ?)"] * len(chunk))
+            where = " OR ".join([_KEY_TERM] * len(chunk))
             await tx.conn.execute(
-                f"UPDATE tasks SET idempotency_key = '' WHERE idempotency_key != '' "
-                f"AND created_at < ? AND ({where})",
+                f"UPDATE tasks SET idempotency_key = '' WHERE created_at < ? AND ({where})",
                 [tx.now - self.idempotency_retention, *(part for key in chunk for part in key)],
             )
 
@@ -219,10 +222,10 @@ class TaskWrites:
         found: dict[tuple[str, str], TaskRecord] = {}
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
-            where = " OR ".join(["(client = ? AND idempotency_key = ?)"] * len(chunk))
+            where = " OR ".join([_KEY_TERM] * len(chunk))
             params = [part for key in chunk for part in key]
             async with tx.conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key != '' AND ({where})",
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}",
                 params,
             ) as cursor:
                 for row in await cursor.fetchall():
