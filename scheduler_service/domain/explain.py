@@ -35,6 +35,7 @@ class ReasonCode(enum.IntEnum):
     NO_WORKER = 9
     WORKERS_BUSY = 10
     QUEUED = 11
+    JOINED = 12
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class ExplainFacts:
     workers: int
     free_slots: int
     tasks_ahead: int
-    worker_of_lease: str = ""
+    #: The state of the task a cached task joined (when it follows one).
+    leader_state: TaskState | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,14 @@ def explain(facts: ExplainFacts, now: Micros) -> Explanation:
                     until=task.due_at,
                 )
             )
+    if task.state == TaskState.FOLLOWING:
+        leader = facts.leader_state.name if facts.leader_state else "gone"
+        message = (
+            f"it joined task {task.cached_from}, identical (same type and payload, cache on), "
+            f"which is {leader}; it finishes the same way when that one does"
+        )
+        reason = Reason(ReasonCode.JOINED, message, blocking_task_id=task.cached_from)
+        return Explanation(f"Task {task.id} is {state.name} because {message}.", [reason])
     if task.state == TaskState.WAITING:
         if facts.group_active is not None:
             active_id, active_state = facts.group_active

@@ -73,6 +73,8 @@ class _ReasonCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonCode
     """Workers serve its type but have no free slot."""
     REASON_CODE_QUEUED: _ReasonCode.ValueType  # 11
     """Eligible: it waits for tasks ahead of it in priority order, or is being leased now."""
+    REASON_CODE_JOINED: _ReasonCode.ValueType  # 12
+    """With cache: it joined an identical unfinished task and finishes when that one does."""
 
 class ReasonCode(_ReasonCode, metaclass=_ReasonCodeEnumTypeWrapper): ...
 
@@ -99,6 +101,8 @@ REASON_CODE_WORKERS_BUSY: ReasonCode.ValueType  # 10
 """Workers serve its type but have no free slot."""
 REASON_CODE_QUEUED: ReasonCode.ValueType  # 11
 """Eligible: it waits for tasks ahead of it in priority order, or is being leased now."""
+REASON_CODE_JOINED: ReasonCode.ValueType  # 12
+"""With cache: it joined an identical unfinished task and finishes when that one does."""
 Global___ReasonCode: _TypeAlias = ReasonCode  # noqa: Y015
 
 @_typing.final

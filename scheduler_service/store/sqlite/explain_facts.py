@@ -108,6 +108,10 @@ async def read_explain_facts(
                 if task.type in json.loads(types_json):
                     workers += 1
                     free += max(0, slots - in_flight)
+        leader_state = None
+        if task.state == TaskState.FOLLOWING:
+            leader = await _one(conn, "SELECT state FROM tasks WHERE id = ?", (task.cached_from,))
+            leader_state = TaskState(leader[0]) if leader else None
         (ahead,) = await _one(
             conn,
             "SELECT count(*) FROM tasks INDEXED BY tasks_claim "
@@ -127,4 +131,5 @@ async def read_explain_facts(
         workers=workers,
         free_slots=free,
         tasks_ahead=int(ahead) if task.state == 2 else 0,
+        leader_state=leader_state,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scheduler_service.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from scheduler_service.domain.explain import ReasonCode, explain
 from scheduler_service.domain.model import (
     AttemptEnd,
     AttemptOutcome,
@@ -198,3 +199,16 @@ async def test_schedule_template_round_trips(store: SqliteTaskStore) -> None:
     assert made.template == template
     [listed] = await store.list_schedules(limit=10, after_id=None)
     assert listed.id == "tpl"
+
+
+async def test_a_follower_is_explained_as_joined(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    [(leader, _)] = await store.create_tasks([spec(cache=True)])
+    [(follower, _)] = await store.create_tasks([spec(cache=True)])
+    facts = await store.explain_facts(follower.id, 0)
+    assert facts is not None and facts.leader_state == TaskState.PENDING
+    explanation = explain(facts, clock.now())
+    [reason] = explanation.reasons
+    assert reason.code == ReasonCode.JOINED and reason.blocking_task_id == leader.id
+    assert "PENDING" in reason.message and leader.id in explanation.summary
