@@ -19,10 +19,13 @@ from orchestrator_client.envargs import EnvArgumentParser
 from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
 from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
 
-from .context import HandlerSettings
+from .context import DEFAULT_FETCH_MAX_BYTES, HandlerSettings
+from .fetch_policy import parse_allow_entry
 
 MAX_SLOTS = 10_000
 MAX_WORKER_ID = 128
+#: The largest ``--fetch-max-bytes``: a fetched body is held in memory.
+MAX_FETCH_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class WorkerConfig:
     modules: tuple[str, ...] = ()
     bar_url: str = ""
     fetch_url: str = ""
+    #: What ``bar`` and ``process_data`` may fetch besides the public internet.
+    fetch_allow: tuple[str, ...] = ()
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
     outbox_dir: Path = Path("outbox")
     reports_dir: Path = Path("reports")
     smtp_host: str = ""
@@ -70,6 +76,8 @@ class WorkerConfig:
             modules=tuple(dict.fromkeys(args.module)),
             bar_url=args.bar_url,
             fetch_url=args.fetch_url,
+            fetch_allow=tuple(dict.fromkeys(args.fetch_allow)),
+            fetch_max_bytes=args.fetch_max_bytes,
             outbox_dir=Path(args.outbox_dir),
             reports_dir=Path(args.reports_dir),
             smtp_host=args.smtp_host,
@@ -88,6 +96,8 @@ class WorkerConfig:
         return HandlerSettings(
             bar_url=self.bar_url,
             fetch_url=self.fetch_url,
+            fetch_allow=self.fetch_allow,
+            fetch_max_bytes=self.fetch_max_bytes,
             outbox_dir=self.outbox_dir,
             reports_dir=self.reports_dir,
             smtp_host=self.smtp_host,
@@ -144,6 +154,21 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     )
     add("--bar-url", default="", help="URL `bar` fetches when the payload has no url")
     add("--fetch-url", default="", help="URL `process_data` fetches when the payload has no url")
+    add(
+        "--fetch-allow",
+        type=_allow_list,
+        action=_ListAction,
+        default=[],
+        help="hosts, IP addresses or CIDR networks (127.0.0.1, 10.0.0.0/8, internal.example) "
+        "that `bar` and `process_data` may fetch besides the public internet; repeatable or "
+        "comma-separated (default: public addresses only)",
+    )
+    add(
+        "--fetch-max-bytes",
+        type=_int_range(1, MAX_FETCH_BYTES),
+        default=DEFAULT_FETCH_MAX_BYTES,
+        help="largest response body `process_data` reads; a larger one fails the task",
+    )
     add(
         "--outbox-dir",
         type=_non_empty,
@@ -212,6 +237,16 @@ class _ListAction(argparse.Action):
 
 def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _allow_list(text: str) -> list[str]:
+    entries = _comma_list(text)
+    for entry in entries:
+        try:
+            parse_allow_entry(entry)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return entries
 
 
 def address_list(text: str) -> list[str]:

@@ -44,10 +44,15 @@ from typing import Any
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator_client.convert import dumps_json
 
+from .fetch_policy import FetchAllowlist
+
 #: Longer progress messages are cut.
 MAX_PROGRESS_MESSAGE_CHARS = 1000
 #: The most bytes of canonical JSON a progress report's ``details`` may take.
 MAX_PROGRESS_DETAILS_BYTES = 64 * 1024
+
+#: The default of ``--fetch-max-bytes``: 10 MiB.
+DEFAULT_FETCH_MAX_BYTES = 10 * 1024 * 1024
 
 #: Where a context's progress reports go: called on the event loop's thread.
 ProgressSink = Callable[[pb.TaskProgress], None]
@@ -75,8 +80,26 @@ class HandlerSettings:
     smtp_from: str = "orchestrator@localhost"
     #: How long ``foo`` sleeps (the reference sleeps 3 s; tests set it small).
     foo_seconds: float = 3.0
-    #: Total time allowed for one HTTP request of ``bar`` and ``process_data``.
+    #: Total time allowed for one fetch of ``bar`` and ``process_data``: name lookups,
+    #: connections, every redirect and the body.
     http_timeout: float = 10.0
+    #: Targets ``bar`` and ``process_data`` may fetch besides the public internet: host
+    #: names, IP addresses, CIDR networks (``--fetch-allow``; see :mod:`.fetch_policy`).
+    fetch_allow: tuple[str, ...] = ()
+    #: The largest response body ``process_data`` reads (``--fetch-max-bytes``).
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fetch_allow, str):
+            raise TypeError("fetch_allow must be a tuple of entries, not one string")
+        FetchAllowlist.parse(self.fetch_allow)  # ValueError names a bad entry
+        if self.fetch_max_bytes < 1:
+            raise ValueError(f"fetch_max_bytes must be at least 1, got {self.fetch_max_bytes}")
+
+    @property
+    def fetch_allowlist(self) -> FetchAllowlist:
+        """:attr:`fetch_allow`, parsed."""
+        return FetchAllowlist.parse(self.fetch_allow)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Every built-in task type, run end to end by a real worker process.
 
 ``bar`` and ``process_data`` fetch from a real aiohttp server on loopback started by the
-test; nothing reaches beyond the machine.
+test; nothing reaches beyond the machine. Loopback is not fetched unless allowed, so the
+workers that fetch from it run with ``--fetch-allow 127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from orchestrator.v1 import task_pb2
 from tests.support.cluster import Cluster
 from tests.support.http_site import local_site, refused_url
 from tests.support.tasks import request, wait_terminal
+
+ALLOW_LOOPBACK = ("--fetch-allow", "127.0.0.1")
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ async def test_every_builtin_type_runs_and_prints_its_reference_output(
 ) -> None:
     await cluster.start_scheduler()
     worker = await cluster.start_worker(
-        "--bar-url", f"{http_server}/ok", "--fetch-url", f"{http_server}/ok"
+        "--bar-url", f"{http_server}/ok", "--fetch-url", f"{http_server}/ok", *ALLOW_LOOPBACK
     )
 
     foo = await run(cluster, "foo")
@@ -89,7 +92,7 @@ async def test_failing_fetches_are_reported_as_the_references_report_them(
     cluster: Cluster, http_server: str
 ) -> None:
     await cluster.start_scheduler()
-    await cluster.start_worker()
+    await cluster.start_worker(*ALLOW_LOOPBACK)
     with refused_url() as unreachable:
         bar = await run(cluster, "bar", {"url": unreachable}, max_attempts=1)
     assert bar.state == task_pb2.TASK_STATE_FAILED
@@ -100,6 +103,16 @@ async def test_failing_fetches_are_reported_as_the_references_report_them(
     )
     assert processed.state == task_pb2.TASK_STATE_FAILED
     assert "fetch failed" in processed.error and "404" in processed.error
+
+    # Allowing loopback opens nothing else: the cloud metadata address is refused, for good.
+    metadata_url = "http://169.254.169.254/latest/meta-data/"
+    metadata = await run(cluster, "process_data", {"url": metadata_url}, max_attempts=3)
+    assert metadata.state == task_pb2.TASK_STATE_FAILED
+    assert metadata.attempts == 1, "a refused target must not be retried"
+    assert metadata.error == (
+        f"fetch refused: {metadata_url} resolves to 169.254.169.254 "
+        "(link-local, cloud metadata service); allow it with --fetch-allow"
+    )
 
     no_url = await run(cluster, "bar", max_attempts=1)  # no payload url, no --bar-url
     assert no_url.state == task_pb2.TASK_STATE_FAILED and "url" in no_url.error
@@ -129,3 +142,19 @@ async def test_cpu_process_fails_on_request_then_succeeds_on_retry(cluster: Clus
         task_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
     ]
     assert task.result["iterations"] == 100
+
+
+async def test_without_an_allowlist_the_worker_fetches_nothing_local(cluster: Cluster) -> None:
+    seen: list[str] = []
+    async with local_site(log=seen) as site:
+        await cluster.start_scheduler()
+        await cluster.start_worker("--bar-url", f"{site}/ok")
+        for type_name in ("bar", "process_data"):
+            task = await run(cluster, type_name, {"url": f"{site}/ok"}, max_attempts=3)
+            assert task.state == task_pb2.TASK_STATE_FAILED
+            assert task.attempts == 1, "a refused target must not be retried"
+            assert task.error == (
+                f"fetch refused: {site}/ok resolves to 127.0.0.1 (loopback); "
+                "allow it with --fetch-allow"
+            )
+    assert seen == [], "the worker must not send anything to a refused target"

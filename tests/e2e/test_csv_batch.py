@@ -57,7 +57,10 @@ async def test_ten_thousand_rows_killed_half_way_and_resumed(
 ) -> None:
     async with local_site() as site:
         scheduler = await cluster.start_scheduler()
-        await cluster.start_worker("--slots", "32", "--fetch-url", f"{site}/ok")
+        # The site is on loopback, which the worker refuses to fetch unless allowed.
+        await cluster.start_worker(
+            "--slots", "32", "--fetch-url", f"{site}/ok", "--fetch-allow", "127.0.0.1"
+        )
         source = tmp_path / "tasks.csv"
         write_input(source, site)
         results = tmp_path / "results.csv"

@@ -48,7 +48,10 @@ async def site_on(sock: socket.socket) -> AsyncIterator[None]:
 
 async def test_groups_block_skip_and_run_side_by_side(cluster: Cluster, tmp_path: Path) -> None:
     await cluster.start_scheduler()
-    await cluster.start_worker(*MODULE, "--slots", "4", worker_id="w1")
+    # The "retried" group's bar task fetches from loopback: allowed explicitly.
+    await cluster.start_worker(
+        *MODULE, "--slots", "4", "--fetch-allow", "127.0.0.1", worker_id="w1"
+    )
     tasks = cluster.tasks()
     record_dir = tmp_path / "records"
     record_dir.mkdir()

@@ -19,6 +19,8 @@ def test_defaults() -> None:
     assert config.slots == 10
     assert config.task_types == () and config.modules == ()
     assert config.bar_url == "" and config.fetch_url == ""
+    assert config.fetch_allow == ()  # the public internet only
+    assert config.fetch_max_bytes == 10 * 1024 * 1024
     assert config.outbox_dir == Path("outbox") and config.reports_dir == Path("reports")
     assert (config.smtp_host, config.smtp_port) == ("", 25)
     assert config.cpu_workers == (os.cpu_count() or 1)
@@ -113,6 +115,10 @@ def test_environment_and_flags_win() -> None:
         (["--scheduler=a:http"], "argument --scheduler: 'a:http'"),
         (["--log-level=loud"], "argument --log-level: invalid choice: 'loud'"),
         (["--log-format=xml"], "argument --log-format: invalid choice"),
+        (["--fetch-allow=10.0.0.1/8"], "argument --fetch-allow: '10.0.0.1/8' is not a CIDR"),
+        (["--fetch-allow=a,http://b"], "argument --fetch-allow: 'http://b' is a URL"),
+        (["--fetch-allow=h:80"], "argument --fetch-allow: 'h:80' is not an IP address"),
+        (["--fetch-max-bytes=0"], "argument --fetch-max-bytes: must be between 1 and"),
     ],
 )
 def test_bad_flags_name_the_flag(
@@ -158,5 +164,31 @@ def test_handler_settings_carry_what_handlers_need() -> None:
     )
     settings = config.handler_settings()
     assert (settings.bar_url, settings.fetch_url) == ("http://b", "http://f")
+    assert settings.fetch_allow == () and settings.fetch_max_bytes == 10 * 1024 * 1024
     assert settings.outbox_dir == Path("o")
     assert settings.foo_seconds == 1.0
+
+
+def test_fetch_allowlist_by_flag_and_variable() -> None:
+    flagged = WorkerConfig.from_args(
+        ["--fetch-allow", "127.0.0.1, 10.0.0.0/8", "--fetch-allow=internal.example,127.0.0.1"],
+        {},
+    )
+    assert flagged.fetch_allow == ("127.0.0.1", "10.0.0.0/8", "internal.example")
+    environ = {"ORCHESTRATOR_FETCH_ALLOW": "::1,localhost", "ORCHESTRATOR_FETCH_MAX_BYTES": "5"}
+    from_env = WorkerConfig.from_args([], environ)
+    assert from_env.fetch_allow == ("::1", "localhost")
+    assert from_env.fetch_max_bytes == 5
+    # The flag replaces the variable's list; it does not add to it.
+    assert WorkerConfig.from_args(["--fetch-allow=[::1]"], environ).fetch_allow == ("[::1]",)
+    settings = flagged.handler_settings()
+    assert settings.fetch_allow == flagged.fetch_allow
+    assert settings.fetch_allowlist.hosts == frozenset({"internal.example"})
+
+
+def test_a_bad_fetch_allowlist_in_the_variable_names_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        WorkerConfig.from_args([], {"ORCHESTRATOR_FETCH_ALLOW": "10.0.0.1/8"})
+    assert "ORCHESTRATOR_FETCH_ALLOW='10.0.0.1/8'" in capsys.readouterr().err
