@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 
 from .api.admin_service import AdminServicer
-from .api.server import GrpcServer
+from .api.server import GrpcServer, ServerLimits
 from .api.task_service import TaskServicer
 from .api.worker_service import WorkerServicer
 from .config import SchedulerConfig
@@ -28,6 +29,7 @@ from .engine.schedules import ScheduleOperations, ScheduleRunner
 from .engine.task_types import KnownTaskTypes
 from .engine.tasks import TaskOperations
 from .http.server import HttpServer, build_app
+from .security.tokens import Identity, Role
 from .store.sqlite.store import SqliteOptions, SqliteTaskStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,13 @@ class SchedulerApp:
             self.store, self.dispatcher, self.types, self.metrics, self.clock
         )
         limits = config.limits
+        self.guard = config.guard()
+        # --with-worker under token auth: the development worker gets a token of its own,
+        # made here and handed over in its environment (never on a command line).
+        self._dev_worker_token = ""
+        if config.with_worker and self.guard.tokens is not None:
+            self._dev_worker_token = secrets.token_urlsafe(32)
+            self.guard.tokens.add(self._dev_worker_token, Identity("dev-worker", Role.WORKER))
         self.grpc = GrpcServer(
             TaskServicer(self.tasks, self.feed, self.clock, limits, self.metrics),
             WorkerServicer(
@@ -88,6 +97,12 @@ class SchedulerApp:
                 self.clock,
                 limits,
                 self.metrics,
+            ),
+            guard=self.guard,
+            limits=ServerLimits(
+                max_message_bytes=config.max_message_bytes,
+                max_concurrent_streams=config.max_concurrent_streams,
+                max_concurrent_rpcs=config.max_concurrent_rpcs,
             ),
         )
         self.http: HttpServer | None = None
@@ -114,14 +129,17 @@ class SchedulerApp:
         await self.store.register_task_types(list(config.task_types))
         await self.types.load()
         await self.feed.start()
-        port = self.grpc.bind(config.listen)
+        tls = config.tls
+        port = self.grpc.bind(config.listen, tls.grpc_credentials() if tls else None)
         host = config.listen.rpartition(":")[0] or "127.0.0.1"
         grpc_address = f"{host}:{port}"
         await self.grpc.start()
         http_address = ""
-        if config.http_listen.lower() not in ("", "off", "none"):
-            self.http = HttpServer(build_app(self.metrics, lambda: self._ready))
-            http_address = await self.http.start(config.http_listen)
+        if config.http_enabled:
+            self.http = HttpServer(build_app(self.metrics, lambda: self._ready, self.guard))
+            http_address = await self.http.start(
+                config.http_listen, tls.http_context() if tls else None
+            )
         for name, coro in (
             ("dispatcher", self.dispatcher.run()),
             ("lease-reaper", self.reaper.run()),
@@ -131,7 +149,9 @@ class SchedulerApp:
             self._side_tasks.append(asyncio.create_task(coro, name=name))
         if config.with_worker:
             connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
-            self.dev_worker = DevWorker(f"{connect_host}:{port}", config.worker_args)
+            self.dev_worker = DevWorker(
+                f"{connect_host}:{port}", config.worker_args, token=self._dev_worker_token
+            )
             self._side_tasks.append(asyncio.create_task(self.dev_worker.run(), name="dev-worker"))
             await self._wait_for_dev_worker()
         await self.grpc.set_serving(True)
@@ -144,6 +164,8 @@ class SchedulerApp:
                 "http": http_address or "off",
                 "database": config.database_path,
                 "scheduler_id": config.scheduler_id,
+                "tls": "mutual" if tls and tls.mutual else "on" if tls else "off",
+                "auth": _describe_auth(self.guard.tokens is not None, bool(tls and tls.mutual)),
             },
         )
         return self.addresses
@@ -200,3 +222,8 @@ class SchedulerApp:
         await self.store.close()
         self._stopped.set()
         log.info("scheduler stopped")
+
+
+def _describe_auth(tokens: bool, certificates: bool) -> str:
+    kinds = [name for name, on in (("tokens", tokens), ("client-certificates", certificates)) if on]
+    return "+".join(kinds) or "off"

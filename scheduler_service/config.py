@@ -11,13 +11,18 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator_client.envargs import EnvArgumentParser
 from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
+from orchestrator_client.protocol import MAX_MESSAGE_BYTES
 
 from .api.validation import DAY, Limits
 from .domain.model import MICROS_PER_SECOND, Micros
+from .security.access import Guard
+from .security.exposure import exposure_problem
+from .security.tls import ServerTls
+from .security.tokens import TokenTable
 from .store.base import sqlite_path
 from .store.sqlite.connection import SYNCHRONOUS_LEVELS
 
@@ -48,8 +53,31 @@ class SchedulerConfig:
     default_timeout: float = 600.0
     idempotency_retention: float = 86_400.0
     schedule_grace: float = 60.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    #: Bearer tokens (from --auth-tokens or ORCHESTRATOR_AUTH_TOKENS); None: no tokens.
+    auth_tokens: TokenTable | None = field(default=None, repr=False, compare=False)
+    insecure: bool = False
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_concurrent_streams: int = 1000
+    max_concurrent_rpcs: int = 10_000
     log_level: str = "info"
     log_format: str = "text"
+
+    @property
+    def tls(self) -> ServerTls | None:
+        if not self.tls_cert:
+            return None
+        return ServerTls(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+    @property
+    def authenticated(self) -> bool:
+        """Callers must authenticate (tokens, client certificates, or both)."""
+        return self.auth_tokens is not None or bool(self.tls_client_ca)
+
+    def guard(self) -> Guard:
+        return Guard(self.auth_tokens, client_certificates=bool(self.tls_client_ca))
 
     @property
     def database_path(self) -> str:
@@ -69,6 +97,7 @@ class SchedulerConfig:
         parser = build_parser(environ)
         args = parser.parse_args(argv)
         try:
+            tokens = _tokens(args.auth_tokens, environ)
             config = cls(
                 listen=args.listen,
                 http_listen=args.http_listen,
@@ -90,6 +119,14 @@ class SchedulerConfig:
                 default_timeout=args.default_timeout,
                 idempotency_retention=args.idempotency_retention,
                 schedule_grace=args.schedule_grace,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                tls_client_ca=args.tls_client_ca,
+                auth_tokens=tokens,
+                insecure=args.insecure,
+                max_message_bytes=args.max_message_bytes,
+                max_concurrent_streams=args.max_concurrent_streams,
+                max_concurrent_rpcs=args.max_concurrent_rpcs,
                 log_level=args.log_level,
                 log_format=args.log_format,
             )
@@ -116,10 +153,52 @@ class SchedulerConfig:
             (1 <= self.default_timeout <= 86400, "--default-timeout must be 1 to 86400 seconds"),
             (self.idempotency_retention >= 1, "--idempotency-retention must be at least 1 second"),
             (self.schedule_grace >= 0, "--schedule-grace must not be negative"),
+            (
+                self.max_message_bytes > self.max_payload_bytes,
+                "--max-message-bytes must be above --max-payload-bytes",
+            ),
+            (self.max_concurrent_streams >= 1, "--max-concurrent-streams must be at least 1"),
+            (self.max_concurrent_rpcs >= 1, "--max-concurrent-rpcs must be at least 1"),
+            (
+                bool(self.tls_cert) == bool(self.tls_key),
+                "--tls-cert and --tls-key go together",
+            ),
+            (not self.tls_client_ca or bool(self.tls_cert), "--tls-client-ca needs --tls-cert"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.tls is not None:
+            self.tls.check()
+        for name, address in (("gRPC", self.listen), ("HTTP", self.http_listen)):
+            if name == "HTTP" and not self.http_enabled:
+                continue
+            problem = exposure_problem(
+                name,
+                address,
+                authenticated=self.authenticated,
+                tls=self.tls is not None,
+                insecure=self.insecure,
+            )
+            if problem:
+                raise ValueError(problem)
+
+    @property
+    def http_enabled(self) -> bool:
+        return self.http_listen.lower() not in ("", "off", "none")
+
+
+AUTH_TOKENS_VARIABLE = "ORCHESTRATOR_AUTH_TOKENS"
+
+
+def _tokens(path: str, environ: Mapping[str, str]) -> TokenTable | None:
+    """The tokens of ``--auth-tokens FILE``, else of the variable's content, else None."""
+    if path:
+        return TokenTable.read(path)
+    text = environ.get(AUTH_TOKENS_VARIABLE, "")
+    if text.strip():
+        return TokenTable.parse(text, AUTH_TOKENS_VARIABLE)
+    return None
 
 
 def default_scheduler_id() -> str:
@@ -142,6 +221,31 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--http-listen",
         default=SchedulerConfig.http_listen,
         help="HTTP address for /healthz, /readyz, /metrics ('off' to disable)",
+    )
+    security = p.add_argument_group("security (see the README's Security section)")
+    security.add_argument(
+        "--tls-cert", default="", metavar="PEM", help="server certificate: TLS on both listeners"
+    )
+    security.add_argument("--tls-key", default="", metavar="PEM", help="the --tls-cert's key")
+    security.add_argument(
+        "--tls-client-ca",
+        default="",
+        metavar="PEM",
+        help="require gRPC clients to present a certificate signed by this CA (mutual TLS; "
+        "the subject's CN is the principal, its OU the role)",
+    )
+    security.add_argument(
+        "--auth-tokens",
+        default="",
+        metavar="FILE",
+        env=False,  # the variable holds the file's content, not its path
+        help="bearer tokens, one 'TOKEN ROLE PRINCIPAL' a line (mode 0600); the variable "
+        f"holds the same lines [env {AUTH_TOKENS_VARIABLE}]",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening beyond loopback without authentication and TLS",
     )
     store = p.add_argument_group("storage")
     store.add_argument(
@@ -200,6 +304,25 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         type=int,
         default=366,
         help="how far ahead run_at may be",
+    )
+    limits.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=MAX_MESSAGE_BYTES,
+        help="largest gRPC message received or sent (RESOURCE_EXHAUSTED above)",
+    )
+    limits.add_argument(
+        "--max-concurrent-streams",
+        type=int,
+        default=1000,
+        help="concurrent calls per client connection (HTTP/2 streams; more wait)",
+    )
+    limits.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=10_000,
+        help="calls in progress on the whole server, watches and worker streams included "
+        "(RESOURCE_EXHAUSTED above)",
     )
     limits.add_argument(
         "--default-max-attempts", type=int, default=3, help="max_attempts when a task gives none"

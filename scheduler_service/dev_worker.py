@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,16 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class DevWorker:
-    def __init__(self, scheduler_address: str, extra_args: Sequence[str]) -> None:
+    def __init__(
+        self, scheduler_address: str, extra_args: Sequence[str], *, token: str = ""
+    ) -> None:
         self._args = [sys.executable, "-m", "worker_service", "--scheduler", scheduler_address]
         self._args += list(extra_args)
+        # The token travels in the environment: a command line is visible to every user.
+        self._env = {**os.environ, "ORCHESTRATOR_TOKEN": token} if token else None
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
 
     async def run(self) -> None:
         delay = 0.5
         while not self._stopping:
-            self._process = await asyncio.create_subprocess_exec(*self._args)
+            self._process = await asyncio.create_subprocess_exec(*self._args, env=self._env)
             log.info("started development worker", extra={"pid": self._process.pid})
             code = await self._process.wait()
             if self._stopping:

@@ -11,10 +11,11 @@ import argparse
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator_client.channel import TlsConfig
 from orchestrator_client.envargs import EnvArgumentParser
 from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
 from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
@@ -52,6 +53,10 @@ class WorkerConfig:
     shutdown_grace: float = 30.0
     reconnect_max_delay: float = 10.0
     foo_seconds: float = 3.0
+    #: TLS towards the scheduler (None: an insecure channel, for loopback).
+    tls: TlsConfig | None = None
+    #: Bearer token of a ``worker`` role (never logged, not even in this object's repr).
+    token: str = field(default="", repr=False)
     log_level: str = "info"
     log_format: str = "text"
 
@@ -68,6 +73,10 @@ class WorkerConfig:
         """
         parser = build_parser(environ)
         args = parser.parse_args(argv)
+        try:
+            tls = _tls(args)
+        except ValueError as exc:
+            parser.error(str(exc))
         return cls(
             schedulers=tuple(args.scheduler),
             worker_id=args.worker_id,
@@ -87,6 +96,8 @@ class WorkerConfig:
             shutdown_grace=args.shutdown_grace,
             reconnect_max_delay=args.reconnect_max_delay,
             foo_seconds=args.foo_seconds,
+            tls=tls,
+            token=args.token,
             log_level=args.log_level,
             log_format=args.log_format,
         )
@@ -213,6 +224,25 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         default=3.0,
         help="how long the `foo` task type sleeps",
     )
+    add(
+        "--token",
+        default="",
+        help="bearer token (role worker) for a scheduler with authentication on; prefer the "
+        "variable (a command line is visible to other users); without TLS, loopback only",
+    )
+    add("--tls", action="store_true", help="TLS with the system's trusted roots")
+    add("--tls-ca", default="", help="trust the scheduler's certificate from this CA (PEM)")
+    add(
+        "--tls-cert",
+        default="",
+        help="client certificate (PEM) for mutual TLS; its CN becomes this worker's id",
+    )
+    add("--tls-key", default="", help="the --tls-cert's private key (PEM)")
+    add(
+        "--tls-server-name",
+        default="",
+        help="the name the scheduler's certificate must carry, if not the address's host",
+    )
     add("--log-level", choices=LOG_LEVELS, default="info", help="log level")
     add("--log-format", choices=LOG_FORMATS, default="text", help="log line format")
     return parser
@@ -233,6 +263,25 @@ class _ListAction(argparse.Action):
         if current is self.default:
             current = []
         setattr(namespace, self.dest, [*current, *values])
+
+
+def _tls(args: argparse.Namespace) -> TlsConfig | None:
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert)):
+        if path and not Path(path).is_file():
+            raise ValueError(f"{flag} {path}: no such file")
+    if args.tls_key and not Path(args.tls_key).is_file():
+        raise ValueError(f"--tls-key {args.tls_key}: no such file")
+    try:
+        return TlsConfig(
+            ca_file=args.tls_ca or None,
+            cert_file=args.tls_cert or None,
+            key_file=args.tls_key or None,
+            server_name=args.tls_server_name or None,
+        )
+    except ValueError as exc:
+        raise ValueError(f"--tls-cert/--tls-key: {exc}") from None
 
 
 def _comma_list(text: str) -> list[str]:

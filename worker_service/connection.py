@@ -100,11 +100,13 @@ class Connection:
         hello: pb.WorkerHello,
         host: ConnectionHost,
         welcome_timeout: float,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> Connection:
         """Send ``hello``, wait for ``welcome``, both within ``welcome_timeout`` (an address
         that never answers, not even to connect, is given up in time for the next one). A
         refusal raises ``grpc.aio.AioRpcError``."""
-        call = pb_grpc.WorkerServiceStub(channel).Connect()
+        call = pb_grpc.WorkerServiceStub(channel).Connect(metadata=tuple(metadata))
         try:
             async with asyncio.timeout(welcome_timeout):
                 await call.write(pb.WorkerMessage(hello=hello))

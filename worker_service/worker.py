@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 import grpc
 
 from orchestrator.v1 import worker_service_pb2 as pb
-from orchestrator_client.channel import open_channel
+from orchestrator_client.channel import call_metadata, open_channel
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 
 from . import results
@@ -247,12 +247,19 @@ class Worker:
             if not await self._until_stopped(self._slot_available()):
                 return
         log.debug("connecting to the scheduler at %s", address, extra=self._extra)
-        channel = open_channel(address)
+        config = self.config
+        channel = open_channel(address, tls=config.tls, token=config.token or None)
         # A fresh channel per connection: a channel left in TRANSIENT_FAILURE waits out its
         # own (up to 2 minutes) backoff, which would override ours.
         try:
             connection = await self._until_stopped(
-                Connection.open(channel, self._hello(), self, self._welcome_timeout)
+                Connection.open(
+                    channel,
+                    self._hello(),
+                    self,
+                    self._welcome_timeout,
+                    metadata=call_metadata(config.token or None, config.tls),
+                )
             )
             if connection is None:
                 return

@@ -7,13 +7,13 @@ from typing import Any
 import grpc
 
 from orchestrator.v1 import admin_service_pb2 as pb
-from orchestrator.v1 import admin_service_pb2_grpc
 
 from ..domain.clock import Clock
 from ..domain.model import WorkerRecord
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
 from ..engine.schedules import ScheduleOperations
+from ..security.access import Caller
 from ..store.base import TaskStore
 from . import codec, page_tokens, validation
 from .errors import unary
@@ -23,7 +23,9 @@ from .validation import Limits
 _DEFAULT_PAGE = 100
 
 
-class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
+class AdminServicer(ScheduleRpcs):
+    """Every method needs the admin role when authentication is on (security.access)."""
+
     def __init__(
         self,
         store: TaskStore,
@@ -53,7 +55,10 @@ class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def ListTaskTypes(
-        self, request: pb.ListTaskTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.ListTaskTypesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.ListTaskTypesResponse:
         size = validation.page_size(
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
@@ -70,7 +75,10 @@ class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def SetTaskTypeLimits(
-        self, request: pb.SetTaskTypeLimitsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.SetTaskTypeLimitsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.TaskType:
         validation.require_type("type", request.type)
         limits = validation.concurrency_limits("limits", request.limits)
@@ -89,19 +97,28 @@ class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def PauseTaskType(
-        self, request: pb.PauseTaskTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.PauseTaskTypeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.TaskType:
         return await self._set_paused("type", request.type, True)
 
     @unary
     async def ResumeTaskType(
-        self, request: pb.ResumeTaskTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.ResumeTaskTypeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.TaskType:
         return await self._set_paused("type", request.type, False)
 
     @unary
     async def ListWorkers(
-        self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.ListWorkersRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.ListWorkersResponse:
         size = validation.page_size(
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
@@ -122,7 +139,10 @@ class AdminServicer(ScheduleRpcs, admin_service_pb2_grpc.AdminServiceServicer):
 
     @unary
     async def GetStats(
-        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.GetStatsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.GetStatsResponse:
         stats = await self.store.stats()
         return codec.stats_message(stats, len(await self._live_workers()))

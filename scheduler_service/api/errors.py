@@ -19,6 +19,7 @@ import grpc
 
 from ..domain import errors
 from ..engine.metrics import SchedulerMetrics
+from ..security.access import Caller
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,20 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "OK"
 
 
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
 def unary(
-    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
-) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    method: Callable[[Servicer, Req, Context, Caller], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, Context, Caller], Awaitable[Resp]]:
     name = method.__name__
 
     @functools.wraps(method)
-    async def wrapper(
-        self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Resp:
+    async def wrapper(self: Servicer, request: Req, context: Context, caller: Caller) -> Resp:
         metrics: SchedulerMetrics = self.metrics
         started = time.perf_counter()
         try:
-            return await method(self, request, context)
+            return await method(self, request, context, caller)
         except (errors.SchedulerError, Exception) as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -84,17 +86,17 @@ def unary(
 
 
 def server_stream(
-    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
-) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    method: Callable[[Servicer, Req, Context, Caller], AsyncIterator[Resp]],
+) -> Callable[[Servicer, Req, Context, Caller], AsyncIterator[Resp]]:
     name = method.__name__
 
     @functools.wraps(method)
     async def wrapper(
-        self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+        self: Servicer, request: Req, context: Context, caller: Caller
     ) -> AsyncIterator[Resp]:
         metrics: SchedulerMetrics = self.metrics
         try:
-            async for item in method(self, request, context):
+            async for item in method(self, request, context, caller):
                 yield item
         except (errors.SchedulerError, Exception) as exc:
             if isinstance(exc, grpc.aio.AbortError):

@@ -13,9 +13,10 @@ from ..domain.clock import Clock
 from ..domain.errors import InvalidArgument
 from ..engine.metrics import SchedulerMetrics
 from ..engine.schedules import ScheduleOperations
+from ..security.access import Caller
 from . import codec, page_tokens, validation
 from .errors import unary
-from .task_service import caller_identity
+from .task_service import client_of
 from .validation import Limits
 
 _DEFAULT_PAGE = 100
@@ -34,12 +35,15 @@ class ScheduleRpcs:
 
     @unary
     async def CreateSchedule(
-        self, request: pb.CreateScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.CreateScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.Schedule:
         spec = validation.schedule_spec(
             request,
             schedule_id=request.schedule_id,
-            client=caller_identity(context, self.limits),
+            client=client_of(caller, context, self.limits),
             now=self.clock.now(),
             limits=self.limits,
         )
@@ -47,14 +51,20 @@ class ScheduleRpcs:
 
     @unary
     async def GetSchedule(
-        self, request: pb.GetScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.GetScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.Schedule:
         record = await self.schedules.get(self._schedule_id("id", request.id))
         return codec.schedule_message(record)
 
     @unary
     async def ListSchedules(
-        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.ListSchedulesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.ListSchedulesResponse:
         size = validation.page_size(
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
@@ -70,21 +80,30 @@ class ScheduleRpcs:
 
     @unary
     async def DeleteSchedule(
-        self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.DeleteScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> empty_pb2.Empty:
         await self.schedules.delete(self._schedule_id("id", request.id))
         return empty_pb2.Empty()
 
     @unary
     async def PauseSchedule(
-        self, request: pb.PauseScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.PauseScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.Schedule:
         record = await self.schedules.set_paused(self._schedule_id("id", request.id), True)
         return codec.schedule_message(record)
 
     @unary
     async def ResumeSchedule(
-        self, request: pb.ResumeScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.ResumeScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> pb.Schedule:
         record = await self.schedules.set_paused(self._schedule_id("id", request.id), False)
         return codec.schedule_message(record)

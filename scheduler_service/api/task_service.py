@@ -1,22 +1,32 @@
-"""orchestrator.v1.TaskService: decode, call :class:`TaskOperations`, encode."""
+"""orchestrator.v1.TaskService: decode, call :class:`TaskOperations`, encode.
+
+Tenancy: every method gets the :class:`~scheduler_service.security.access.Caller` that the
+server's guard made for the call. A caller with a ``tenant`` (a ``client``-role caller when
+authentication is on) sees and changes only its own tasks: another client's task answers
+NOT_FOUND with the same words as a task that does not exist, and lists, watches and
+deletes by filter are narrowed to its own tasks on the server, on every page.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
-from orchestrator.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
 
 from ..domain.clock import Clock
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, NotFound
+from ..domain.explain import Explanation
 from ..domain.model import AttemptRecord, TaskFilter, TaskRecord
 from ..engine.feed import ChangeFeed
 from ..engine.metrics import SchedulerMetrics
 from ..engine.tasks import TaskOperations
+from ..security.access import Caller
 from . import codec, page_tokens, validation
 from .errors import server_stream, unary
 from .validation import Limits
@@ -40,7 +50,20 @@ def caller_identity(context: grpc.aio.ServicerContext[Any, Any], limits: Limits)
     return ""
 
 
-class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
+def client_of(caller: Caller, context: grpc.aio.ServicerContext[Any, Any], limits: Limits) -> str:
+    """The ``client`` of what this caller creates: its principal when authentication is on
+    (the ``orchestrator-client`` header is ignored then), else the header."""
+    if caller.authenticated:
+        return caller.principal
+    return caller_identity(context, limits)
+
+
+def _not_found(task_id: str) -> NotFound:
+    # The same words as TaskOperations uses for a task that does not exist.
+    return NotFound(f"task {task_id} not found")
+
+
+class TaskServicer:
     def __init__(
         self,
         tasks: TaskOperations,
@@ -60,10 +83,11 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.CreateTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_pb2.Task:
         now = self.clock.now()
         spec = validation.task_spec(
-            request, client=caller_identity(context, self.limits), now=now, limits=self.limits
+            request, client=client_of(caller, context, self.limits), now=now, limits=self.limits
         )
         (task,) = await self.tasks.create([spec], ["type"])
         return codec.task_message(task, self.clock.now(), full=True)
@@ -73,13 +97,14 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.BatchCreateTasksRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_service_pb2.BatchCreateTasksResponse:
         count = len(request.tasks)
         if not 1 <= count <= self.limits.max_batch:
             raise InvalidArgument(
                 "tasks", f"must hold 1 to {self.limits.max_batch} tasks, got {count}"
             )
-        client = caller_identity(context, self.limits)
+        client = client_of(caller, context, self.limits)
         now = self.clock.now()
         specs = [
             validation.task_spec(
@@ -96,10 +121,13 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     @unary
     async def GetTask(
-        self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: task_service_pb2.GetTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_pb2.Task:
         task_id = validation.require_task_id("id", request.id)
-        task, attempts = await self.tasks.get(task_id)
+        task, attempts = await self._get(caller, task_id)
         return codec.task_message(task, self.clock.now(), full=True, attempts=attempts)
 
     @unary
@@ -107,8 +135,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.ListTasksRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_service_pb2.ListTasksResponse:
-        flt = self._filter(request)
+        flt = self._filter(request, caller)
         if request.order_by.strip().lower() not in _ORDERS:
             raise InvalidArgument(
                 "order_by", f"{request.order_by!r}: use 'created_at desc' or 'created_at asc'"
@@ -138,8 +167,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.DeleteTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> empty_pb2.Empty:
-        await self.tasks.delete(validation.require_task_id("id", request.id))
+        await self.tasks.delete(await self._own_id(caller, request.id))
         return empty_pb2.Empty()
 
     @unary
@@ -147,8 +177,15 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.DeleteTasksRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_service_pb2.DeleteTasksResponse:
-        count = await self.tasks.delete_matching(self._filter(request), request.confirm_all)
+        flt = self._filter(request, caller)
+        if caller.tenant is not None and not request.confirm_all and _is_unfiltered(request):
+            # The tenant's own filter must not count as "a filter was given".
+            raise InvalidArgument(
+                "confirm_all", "must be true to delete every task (no filter was given)"
+            )
+        count = await self.tasks.delete_matching(flt, request.confirm_all)
         return task_service_pb2.DeleteTasksResponse(deleted_count=count)
 
     @unary
@@ -156,8 +193,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.CancelTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_pb2.Task:
-        task = await self.tasks.cancel(validation.require_task_id("id", request.id))
+        task = await self.tasks.cancel(await self._own_id(caller, request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
     @unary
@@ -165,8 +203,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.RetryTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_pb2.Task:
-        task = await self.tasks.retry(validation.require_task_id("id", request.id))
+        task = await self.tasks.retry(await self._own_id(caller, request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
     @unary
@@ -174,8 +213,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.RunTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_pb2.Task:
-        task = await self.tasks.run_now(validation.require_task_id("id", request.id))
+        task = await self.tasks.run_now(await self._own_id(caller, request.id))
         return codec.task_message(task, self.clock.now(), full=True)
 
     @unary
@@ -183,8 +223,11 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.ExplainTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> task_service_pb2.ExplainTaskResponse:
-        task, explanation = await self.tasks.explain(validation.require_task_id("id", request.id))
+        task, explanation = await self.tasks.explain(await self._own_id(caller, request.id))
+        if caller.tenant is not None:
+            explanation = await self._redacted(explanation, caller.tenant)
         return codec.explanation_message(task, explanation, self.clock.now())
 
     @server_stream
@@ -192,12 +235,13 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.WatchTaskRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> AsyncIterator[task_service_pb2.TaskEvent]:
         task_id = validation.require_task_id("id", request.id)
         full = validation.view("view", request.view, FULL) == FULL
         # Subscribe before reading the task, so no change between the two is lost.
         with self.feed.subscribe(TaskFilter(task_id=task_id)) as subscription:
-            task, attempts = await self.tasks.get(task_id)
+            task, attempts = await self._get(caller, task_id)
             yield self._event(task, attempts, full)
             if task.state.is_terminal:
                 return
@@ -226,15 +270,73 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         request: task_service_pb2.WatchTasksRequest,
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> AsyncIterator[task_service_pb2.TaskEvent]:
-        flt = self._filter(request)
+        flt = self._filter(request, caller)
         full = validation.view("view", request.view, BASIC) == FULL
         if request.since_revision < 0:
             raise InvalidArgument("since_revision", "must not be negative")
         since = request.since_revision or None
+        # A deletion carries no client (only id and type), so a tenant's watch reports the
+        # deletion of a task only if it reported the task itself before.
+        mine: set[str] | None = set() if caller.tenant is not None else None
         with self.feed.subscribe(flt, since_revision=since) as subscription:
             async for change in subscription.changes():
+                if mine is not None:
+                    if change.task is not None:
+                        mine.add(change.task_id)
+                    elif change.task_id in mine:
+                        mine.discard(change.task_id)
+                    else:
+                        continue
                 yield codec.event_message(change, self.clock.now(), full=full)
+
+    async def _get(self, caller: Caller, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
+        """The task and its attempts, if the caller may see it; else NOT_FOUND."""
+        task, attempts = await self.tasks.get(task_id)
+        if caller.tenant is not None and task.client != caller.tenant:
+            raise _not_found(task_id)
+        return task, attempts
+
+    async def _own_id(self, caller: Caller, raw_id: str) -> str:
+        """A valid task id the caller may act on (a task's client never changes, so the
+        check cannot go stale before the action)."""
+        task_id = validation.require_task_id("id", raw_id)
+        if caller.tenant is not None:
+            await self._get(caller, task_id)
+        return task_id
+
+    async def _redacted(self, explanation: Explanation, tenant: str) -> Explanation:
+        """The explanation without the ids of other clients' tasks (a group or a cached
+        result may be shared with them): they become "another client's task"."""
+        foreign: set[str] = set()
+        for reason in explanation.reasons:
+            other = reason.blocking_task_id
+            if other and other not in foreign:
+                try:
+                    task, _ = await self.tasks.get(other)
+                except NotFound:
+                    continue
+                if task.client != tenant:
+                    foreign.add(other)
+        if not foreign:
+            return explanation
+
+        def hide(text: str) -> str:
+            for other in foreign:
+                text = text.replace(f"task {other}", "another client's task")
+                text = text.replace(other, "another client's task")
+            return text
+
+        reasons = [
+            dataclasses.replace(
+                r,
+                message=hide(r.message),
+                blocking_task_id="" if r.blocking_task_id in foreign else r.blocking_task_id,
+            )
+            for r in explanation.reasons
+        ]
+        return dataclasses.replace(explanation, summary=hide(explanation.summary), reasons=reasons)
 
     def _filter(
         self,
@@ -243,15 +345,32 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             | task_service_pb2.DeleteTasksRequest
             | task_service_pb2.WatchTasksRequest
         ),
+        caller: Caller,
     ) -> TaskFilter:
+        """The request's filter; a tenant's is narrowed to its own tasks (naming another
+        client is INVALID_ARGUMENT rather than an empty answer, so a mistake shows)."""
+        client = request.client
+        if caller.tenant is not None:
+            if client and client != caller.tenant:
+                raise InvalidArgument(
+                    "client",
+                    f"must be empty or {caller.tenant!r}: a client sees only its own tasks",
+                )
+            client = caller.tenant
         return validation.task_filter(
             states=request.states,
             types=request.types,
-            client=request.client,
+            client=client,
             group=request.group,
             labels=request.labels,
             limits=self.limits,
         )
+
+
+def _is_unfiltered(request: task_service_pb2.DeleteTasksRequest) -> bool:
+    return not (
+        request.states or request.types or request.client or request.group or request.labels
+    )
 
 
 def _filter_key(flt: TaskFilter) -> list[object]:

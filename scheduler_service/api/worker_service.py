@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 
 from orchestrator.v1 import worker_service_pb2 as pb
-from orchestrator.v1 import worker_service_pb2_grpc
 from orchestrator_client.convert import duration_from_micros, micros_from_timestamp
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 
@@ -30,6 +29,7 @@ from ..domain.model import AttemptEnd, AttemptOutcome, Micros, ProgressUpdate, W
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
 from ..engine.sessions import Outgoing, SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
+from ..security.access import Caller
 from . import codec
 from .errors import server_stream
 from .validation import Limits, require_name, require_type
@@ -49,7 +49,7 @@ _OUTCOMES = {
 }
 
 
-class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+class WorkerServicer:
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -70,12 +70,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self,
         request_iterator: AsyncIterator[pb.WorkerMessage],
         context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
     ) -> AsyncIterator[pb.SchedulerMessage]:
         try:
             first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
         except (TimeoutError, StopAsyncIteration):
             raise InvalidArgument("hello", "the first message must be a hello") from None
-        session, record = self._session_from_hello(first)
+        session, record = self._session_from_hello(first, caller)
         yield pb.SchedulerMessage(
             welcome=pb.Welcome(
                 protocol_version=WORKER_PROTOCOL_VERSION,
@@ -116,7 +117,9 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             await asyncio.gather(reader, return_exceptions=True)
             await self.dispatcher.detach(session)
 
-    def _session_from_hello(self, message: pb.WorkerMessage) -> tuple[WorkerSession, WorkerRecord]:
+    def _session_from_hello(
+        self, message: pb.WorkerMessage, caller: Caller
+    ) -> tuple[WorkerSession, WorkerRecord]:
         if message.WhichOneof("message") != "hello":
             raise InvalidArgument("hello", "the first message must be a hello")
         hello = message.hello
@@ -127,6 +130,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 "the scheduler so that they match"
             )
         require_name("hello.worker_id", hello.worker_id, self.limits)
+        worker_id = self._worker_id(hello.worker_id, caller)
         if not hello.task_types:
             raise InvalidArgument("hello.task_types", "must name at least one task type")
         if len(hello.task_types) > MAX_TYPES:
@@ -138,7 +142,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         now = self.clock.now()
         session = WorkerSession(
             session_id=secrets.token_hex(8),
-            worker_id=hello.worker_id,
+            worker_id=worker_id,
             types=frozenset(hello.task_types),
             slots=hello.slots,
             credit=hello.slots,
@@ -146,7 +150,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         )
         record = WorkerRecord(
             session_id=session.session_id,
-            worker_id=hello.worker_id,
+            worker_id=worker_id,
             scheduler_id=self.dispatcher.scheduler_id,
             hostname=hello.hostname[:255],
             pid=hello.pid,
@@ -157,6 +161,22 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             last_heartbeat_at=now,
         )
         return session, record
+
+    def _worker_id(self, hello_id: str, caller: Caller) -> str:
+        """With mutual TLS the worker is who its certificate says (its CN), whatever the
+        hello claims: a worker cannot pass for another. Without, the hello's id."""
+        if not caller.certificate:
+            return hello_id
+        require_name("client certificate common name", caller.certificate, self.limits)
+        if caller.certificate != hello_id:
+            log.info(
+                "worker %r connects with the certificate of %r: recorded as %r",
+                hello_id,
+                caller.certificate,
+                caller.certificate,
+                extra={"worker_id": caller.certificate},
+            )
+        return caller.certificate
 
     async def _read(
         self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]

@@ -1,16 +1,79 @@
-"""aiohttp application for ``/healthz``, ``/readyz`` and ``/metrics``."""
+"""aiohttp application for ``/healthz``, ``/readyz`` and ``/metrics``.
+
+``/healthz`` and ``/readyz`` are open (probes carry no credentials). When authentication is
+on, ``/metrics`` needs an admin: ``Authorization: Bearer <admin token>``, or, with
+``--tls-client-ca``, a verified client certificate with ``OU=admin``.
+"""
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..engine.metrics import SchedulerMetrics
+from ..security.access import AccessDenied, Guard, Rule
+from ..security.tokens import Role
+
+log = logging.getLogger(__name__)
+
+METRICS_METHOD = "/metrics"
 
 
-def build_app(metrics: SchedulerMetrics, is_ready: Callable[[], bool]) -> web.Application:
+def _subject(certificate: dict[str, object]) -> tuple[str, str]:
+    """(CN, OU) of a certificate as ``ssl.SSLSocket.getpeercert()`` describes it."""
+    found: dict[str, str] = {}
+    for rdn in certificate.get("subject", ()):  # type: ignore[attr-defined]
+        for key, value in rdn:
+            found.setdefault(key, value)
+    return found.get("commonName", ""), found.get("organizationalUnitName", "")
+
+
+def metrics_guard(guard: Guard) -> Guard:
+    """``guard``'s credentials, with one rule: the metrics are for admins."""
+    return Guard(
+        guard.tokens,
+        client_certificates=guard.client_certificates,
+        rules={METRICS_METHOD: Rule(frozenset({Role.ADMIN}))},
+    )
+
+
+def admin_check(guard: Guard, request: web.Request) -> web.Response | None:
+    """None when ``request`` may read the metrics, else the 401/403 answer; ``guard`` is
+    a :func:`metrics_guard`."""
+    if not guard.enabled:
+        return None
+    certificate = request.transport.get_extra_info("peercert") if request.transport else None
+    auth: dict[str, list[bytes]] = {}
+    if certificate and guard.client_certificates:
+        common_name, unit = _subject(certificate)
+        auth = {
+            "x509_common_name": [common_name.encode()],
+            "x509_subject": [f"OU={unit},CN={common_name}".encode()],
+        }
+    metadata = [("authorization", value) for value in request.headers.getall("Authorization", [])]
+    try:
+        guard.check(METRICS_METHOD, metadata, auth)
+    except AccessDenied as denied:
+        log.warning("metrics refused: %s", denied.message, extra={"peer": request.remote})
+        if denied.code.name == "UNAUTHENTICATED":
+            return web.json_response(
+                {"error": denied.message},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'},
+            )
+        return web.json_response({"error": denied.message}, status=403)
+    return None
+
+
+def build_app(
+    metrics: SchedulerMetrics, is_ready: Callable[[], bool], guard: Guard | None = None
+) -> web.Application:
+    admins = metrics_guard(guard or Guard())
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -20,6 +83,9 @@ def build_app(metrics: SchedulerMetrics, is_ready: Callable[[], bool]) -> web.Ap
         return web.json_response({"status": "starting"}, status=503)
 
     async def metrics_page(request: web.Request) -> web.Response:
+        refused = admin_check(admins, request)
+        if refused is not None:
+            return refused
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -35,10 +101,12 @@ class HttpServer:
         self._runner = web.AppRunner(app, access_log=None)
         self.address = ""
 
-    async def start(self, listen: str) -> str:
+    async def start(self, listen: str, ssl_context: ssl.SSLContext | None = None) -> str:
         host, _, port = listen.rpartition(":")
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port))
+        site = web.TCPSite(
+            self._runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=ssl_context
+        )
         await site.start()
         bound = self._runner.addresses[0]
         self.address = f"{bound[0]}:{bound[1]}"

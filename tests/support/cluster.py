@@ -64,6 +64,7 @@ class Cluster:
         scheduler: SchedulerProcess | None = None,
         worker_id: str | None = None,
         wait: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> ManagedProcess:
         target = scheduler or self.schedulers[0]
         name = worker_id or f"worker{next(self._names)}"
@@ -74,6 +75,7 @@ class Cluster:
             env={
                 "ORCHESTRATOR_OUTBOX_DIR": str(self.dir / "outbox"),
                 "ORCHESTRATOR_REPORTS_DIR": str(self.dir / "reports"),
+                **(extra_env or {}),
             },
         )
         self.workers.append(process)

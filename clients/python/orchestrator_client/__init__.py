@@ -37,6 +37,7 @@ from ._retry import RetryPolicy
 from ._states import TERMINAL_STATES, parse_state, state_name
 from ._sync import Client
 from ._version import __version__
+from .channel import TlsConfig
 from .protocol import DEFAULT_SCHEDULER_ADDRESS
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "Task",
     "TaskEvent",
     "TaskState",
+    "TlsConfig",
     "Unauthenticated",
     "Unavailable",
     "WatchEnded",

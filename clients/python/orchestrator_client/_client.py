@@ -36,6 +36,7 @@ from ._requests import (
 )
 from ._retry import RetryPolicy, call_with_retry
 from ._states import TERMINAL_STATES, StateLike, state_name
+from .channel import TlsConfig
 from .protocol import CLIENT_METADATA_KEY, DEFAULT_SCHEDULER_ADDRESS
 
 if TYPE_CHECKING:
@@ -66,6 +67,13 @@ class AsyncClient:
     The channel is opened on entry (or on the first call) and closed on exit; a closed client
     opens a new channel if it is used again.
 
+    Security: ``tls=True`` (the system's trusted roots) or a :class:`TlsConfig` (a CA file,
+    a client certificate for mutual TLS) makes the channel TLS; ``token`` is sent on every
+    call as ``authorization: Bearer <token>`` — as call credentials over TLS, as plain
+    metadata without TLS (loopback development only: anyone on the path can read it). With
+    authentication on, the scheduler records the token's principal as the ``client`` of
+    created tasks and ignores ``client_id``.
+
     Every unary call carries a deadline of ``timeout`` seconds (per attempt) and is retried
     with exponential backoff and jitter when, and only when, it fails with ``UNAVAILABLE``:
     ``retries`` is the number of retries or a whole :class:`RetryPolicy`. Streams (the
@@ -86,14 +94,22 @@ class AsyncClient:
         timeout: float = 10.0,
         retries: int | RetryPolicy = 3,
         metadata: Metadata = (),
+        token: str | None = None,
+        tls: TlsConfig | bool | None = None,
     ) -> None:
         self._target = target
+        self._tls = TlsConfig() if tls is True else tls or None
+        self._token = token or None
         self._client_id = client_id
         self._timeout = timeout
         self._retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries)
         # The scheduler records the caller's identity as each created task's `client`.
         identity = ((CLIENT_METADATA_KEY, client_id),) if client_id else ()
-        self._metadata: tuple[tuple[str, str], ...] = (*metadata, *identity)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            *metadata,
+            *identity,
+            *_channel.call_metadata(self._token, self._tls),
+        )
         self._channel: grpc.aio.Channel | None = None
         self._task_stub: TaskServiceAsyncStub | None = None
         self._admin_stub: AdminServiceAsyncStub | None = None
@@ -108,6 +124,10 @@ class AsyncClient:
     @property
     def client_id(self) -> str | None:
         return self._client_id
+
+    @property
+    def tls(self) -> TlsConfig | None:
+        return self._tls
 
     @property
     def timeout(self) -> float:
@@ -144,7 +164,7 @@ class AsyncClient:
     def _open(self) -> None:
         # grpc.aio binds a channel to the running event loop, hence not in __init__.
         if self._channel is None:
-            channel = _channel.open_channel(self._target)
+            channel = _channel.open_channel(self._target, tls=self._tls, token=self._token)
             # With types-grpcio installed the stubs' overloads answer the async stub types;
             # without it grpc is untyped and mypy picks the blocking overload, hence the
             # ignore that tolerates being unused.

@@ -21,6 +21,7 @@ from ._client import AsyncClient, Metadata
 from ._requests import Backoff, CatchUpLike, OnFailureLike
 from ._retry import RetryPolicy
 from ._states import StateLike
+from .channel import TlsConfig
 from .protocol import DEFAULT_SCHEDULER_ADDRESS
 
 T = TypeVar("T")
@@ -101,9 +102,17 @@ class Client:
         timeout: float = 10.0,
         retries: int | RetryPolicy = 3,
         metadata: Metadata = (),
+        token: str | None = None,
+        tls: TlsConfig | bool | None = None,
     ) -> None:
         self._async = AsyncClient(
-            target, client_id=client_id, timeout=timeout, retries=retries, metadata=metadata
+            target,
+            client_id=client_id,
+            timeout=timeout,
+            retries=retries,
+            metadata=metadata,
+            token=token,
+            tls=tls,
         )
         self._loop = _LoopThread()
 

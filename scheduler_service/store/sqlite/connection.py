@@ -10,6 +10,7 @@ group commit keeps that affordable by syncing once for many callers.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 from importlib import resources
@@ -28,6 +29,7 @@ async def connect(path: str, synchronous: str = "FULL") -> aiosqlite.Connection:
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}")
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
     # isolation_level=None: the store issues BEGIN/COMMIT itself (BEGIN IMMEDIATE for writes).
     conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA busy_timeout = 30000")
@@ -36,6 +38,17 @@ async def connect(path: str, synchronous: str = "FULL") -> aiosqlite.Connection:
     await conn.execute("PRAGMA temp_store = MEMORY")
     await conn.execute("PRAGMA cache_size = -32000")
     return conn
+
+
+def create_private(path: str) -> None:
+    """Create the database file 0600 if it does not exist yet. SQLite gives the ``-wal`` and
+    ``-shm`` files it makes later the database file's mode, so they are 0600 too (it would
+    otherwise create all three 0644 less the umask). An existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -33,6 +33,7 @@ EXPECTED = {
     "Task",
     "TaskEvent",
     "TaskState",
+    "TlsConfig",
     "Unauthenticated",
     "Unavailable",
     "WatchEnded",

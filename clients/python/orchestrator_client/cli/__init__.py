@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from .._client import AsyncClient
 from .._errors import OrchestratorError, Unavailable
+from ..channel import TlsConfig
 from ._batch import batch
 from ._commands import COMMANDS, Command, Context, ask
 from ._exit import ExitCode, UsageError
@@ -48,9 +49,34 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return ExitCode.OK
 
 
+def tls_config(args: argparse.Namespace) -> TlsConfig | None:
+    """TLS from the ``--tls*`` options, or None for an insecure channel (ValueError when a
+    certificate comes without its key)."""
+    files = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    if not (args.tls or any(files)):
+        return None
+    return TlsConfig(
+        ca_file=args.tls_ca or None,
+        cert_file=args.tls_cert or None,
+        key_file=args.tls_key or None,
+        server_name=args.tls_server_name or None,
+    )
+
+
 async def _run(args: argparse.Namespace, out: Output, *, interactive: bool) -> int:
     scheduler: str = args.scheduler
-    client = AsyncClient(scheduler, client_id=args.client_id or None, timeout=args.rpc_timeout)
+    try:
+        tls = tls_config(args)
+    except ValueError as error:
+        out.error(f"--tls-cert/--tls-key: {error}")
+        return ExitCode.USAGE
+    client = AsyncClient(
+        scheduler,
+        client_id=args.client_id or None,
+        timeout=args.rpc_timeout,
+        token=args.token or None,
+        tls=tls,
+    )
     ctx = Context(client=client, out=out, confirm=ask if interactive else None)
     command = _COMMANDS[args.command]
     async with client:

@@ -3,7 +3,9 @@
 The run, in order:
 
 1. ``ListTaskTypes``: rows of a type the scheduler does not know are UNSUPPORTED and never
-   sent; malformed rows (see ``_batch_csv.read_rows``) are INVALID.
+   sent; malformed rows (see ``_batch_csv.read_rows``) are INVALID. A caller that may not
+   list types (a ``client`` token: AdminService is for admins) skips this check; the
+   scheduler's refusal of an unknown type then makes the row UNSUPPORTED (step 2).
 2. The rows stream from the file into ``BatchCreateTasks`` calls of at most ``--chunk-size``
    (500) tasks and 4 MiB. Each task carries the label ``batch=<batch id>`` and the
    idempotency key ``batch:<batch id>:<task_id>``: the scheduler answers a key it has seen
@@ -58,6 +60,7 @@ from .._errors import (
     DeadlineExceeded,
     InvalidArgument,
     OrchestratorError,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
     WatchEnded,
@@ -220,7 +223,12 @@ class BatchRun:
 
     async def submit(self, rows: Iterable[InputRow]) -> None:
         """Check, then send every row; answers and watch events update the rows."""
-        known = {task_type.name for task_type in await all_task_types(self.client)}
+        known: set[str] | None
+        try:
+            known = {task_type.name for task_type in await all_task_types(self.client)}
+        except PermissionDenied:
+            known = None  # the scheduler checks each type itself
+
         chunk: list[tuple[int, task_service_pb2.CreateTaskRequest]] = []
         size = 0
         for row in rows:
@@ -241,14 +249,14 @@ class BatchRun:
         self._show()
 
     def _request(
-        self, index: int, row: InputRow, known: set[str]
+        self, index: int, row: InputRow, known: set[str] | None
     ) -> task_service_pb2.CreateTaskRequest | None:
         """The row's request; ``None`` once the row is settled as INVALID or UNSUPPORTED."""
         state = self.rows[index]
         if row.problem:
             state.status, state.error = INVALID, row.problem
             return None
-        if row.task_type not in known:
+        if known is not None and row.task_type not in known:
             state.status, state.error = UNSUPPORTED, unsupported_error(row.task_type)
             return None
         try:

@@ -135,6 +135,31 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         help="who is calling; recorded as the `client` of created tasks",
     )
     parser.add_argument(
+        "--token",
+        default="",
+        metavar="TOKEN",
+        help="bearer token for a scheduler with authentication on (prefer the variable: a "
+        "command line is visible to other users; without TLS, for loopback only)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS, trusting the system's roots (implied by the other --tls-*)",
+    )
+    parser.add_argument(
+        "--tls-ca", default="", metavar="PEM", help="trust the scheduler's certificate from this CA"
+    )
+    parser.add_argument(
+        "--tls-cert", default="", metavar="PEM", help="client certificate (mutual TLS)"
+    )
+    parser.add_argument("--tls-key", default="", metavar="PEM", help="the --tls-cert's key")
+    parser.add_argument(
+        "--tls-server-name",
+        default="",
+        metavar="NAME",
+        help="the name the scheduler's certificate must carry, if not the address's host",
+    )
+    parser.add_argument(
         "--timeout",
         dest="rpc_timeout",
         type=positive_seconds,
