@@ -22,12 +22,16 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER orchestrator
 WORKDIR /work
 # Listen on all interfaces inside the container; the database lives on the /data volume.
+# Beyond loopback the scheduler needs TLS and authentication (ORCHESTRATOR_TLS_CERT,
+# ORCHESTRATOR_TLS_KEY, ORCHESTRATOR_AUTH_TOKENS or ORCHESTRATOR_TLS_CLIENT_CA), or
+# ORCHESTRATOR_INSECURE=true: it refuses to start otherwise (README "Security").
 ENV ORCHESTRATOR_LISTEN=0.0.0.0:50051 \
     ORCHESTRATOR_HTTP_LISTEN=0.0.0.0:8080 \
     ORCHESTRATOR_DATABASE=/data/orchestrator.db \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
 EXPOSE 50051 8080
+# /healthz is open; with TLS on it is HTTPS (a probe of this container's own loopback).
 HEALTHCHECK --interval=10s --timeout=3s \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
+    CMD python -c "import os,ssl,urllib.request as u; s='https' if os.environ.get('ORCHESTRATOR_TLS_CERT') else 'http'; u.urlopen(s+'://127.0.0.1:8080/healthz', timeout=2, context=ssl._create_unverified_context())" || exit 1
 CMD ["orchestrator-scheduler"]
