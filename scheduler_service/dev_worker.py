@@ -17,6 +17,15 @@ from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
+_SCHEDULER_ONLY = frozenset(
+    {
+        "ORCHESTRATOR_AUTH_TOKENS",
+        "ORCHESTRATOR_TLS_CERT",
+        "ORCHESTRATOR_TLS_KEY",
+        "ORCHESTRATOR_TLS_CLIENT_CA",
+    }
+)
+
 
 class DevWorker:
     def __init__(
@@ -25,7 +34,10 @@ class DevWorker:
         self._args = [sys.executable, "-m", "worker_service", "--scheduler", scheduler_address]
         self._args += list(extra_args)
         # The token travels in the environment: a command line is visible to every user.
-        self._env = {**os.environ, "ORCHESTRATOR_TOKEN": token} if token else None
+        # The scheduler's own secrets and server certificate stay out of the worker's
+        # environment (the worker would read ORCHESTRATOR_TLS_CERT as its client certificate).
+        env = {k: v for k, v in os.environ.items() if k not in _SCHEDULER_ONLY}
+        self._env = {**env, "ORCHESTRATOR_TOKEN": token} if token else env
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
 

@@ -7,6 +7,7 @@ development set-up); tests/e2e/test_tls.py covers TLS and mutual TLS.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 import urllib.error
@@ -462,7 +463,16 @@ async def test_the_scheduler_refuses_to_listen_on_all_interfaces_without_auth(
 
 
 async def test_the_development_worker_gets_a_token_of_its_own(cluster: Cluster) -> None:
-    scheduler = await start(cluster, "--with-worker", "--worker-arg=--foo-seconds=0.1")
+    """Through its environment, where the scheduler's tokens are not."""
+    lines = "\n".join(f"{token} {role} {who}" for token, (role, who) in TOKENS.items())
+    scheduler = await cluster.start_scheduler(
+        "--task-types", "sum2", "--with-worker", "--worker-arg=--foo-seconds=0.1",
+        env={"ORCHESTRATOR_AUTH_TOKENS": lines},
+    )  # fmt: skip
+    found = re.findall(r"started development worker pid=(\d+)", scheduler.stderr())
+    environ = Path(f"/proc/{found[-1]}/environ").read_bytes().split(b"\0")
+    names = {entry.partition(b"=")[0] for entry in environ}
+    assert b"ORCHESTRATOR_TOKEN" in names and b"ORCHESTRATOR_AUTH_TOKENS" not in names
     alice = Credentials(scheduler.grpc_address, token=ALICE)
     admin = Credentials(scheduler.grpc_address, token=ADMIN)
     try:

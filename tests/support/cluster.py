@@ -42,13 +42,15 @@ class Cluster:
     # -- processes ---------------------------------------------------------------------
 
     async def start_scheduler(
-        self, *extra: str, listen: str = "127.0.0.1:0", name: str | None = None
+        self,
+        *extra: str,
+        listen: str = "127.0.0.1:0",
+        name: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> SchedulerProcess:
         args = scheduler_args(self.database, *FAST_SCHEDULER, *extra)
         args[args.index("--listen") + 1] = listen
-        process = SchedulerProcess(
-            name or f"scheduler{next(self._names)}", args, self.dir, env=None
-        )
+        process = SchedulerProcess(name or f"scheduler{next(self._names)}", args, self.dir, env=env)
         self.schedulers.append(process)
         await process.wait_ready()
         return process
