@@ -13,6 +13,7 @@ from orchestrator_client.logs import configure_logging
 
 from .app import SchedulerApp
 from .config import SchedulerConfig
+from .store.sqlite.errors import DatabaseUnusable
 
 
 async def _serve(config: SchedulerConfig) -> None:
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))
-    except OSError as exc:
+    except (OSError, DatabaseUnusable) as exc:
         print(f"orchestrator-scheduler: {exc}", file=sys.stderr)
         return 1
     return 0

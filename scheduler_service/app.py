@@ -54,6 +54,7 @@ class SchedulerApp:
                 clock=self.clock,
                 idempotency_retention=int(config.idempotency_retention * MICROS_PER_SECOND),
                 schedule_grace=int(config.schedule_grace * MICROS_PER_SECOND),
+                crash_at=config.crash_at or None,
             ),
         )
         self.dispatcher = Dispatcher(

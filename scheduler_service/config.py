@@ -7,6 +7,7 @@ environment: this object is passed down.
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import socket
@@ -53,6 +54,8 @@ class SchedulerConfig:
     default_timeout: float = 600.0
     idempotency_retention: float = 86_400.0
     schedule_grace: float = 60.0
+    #: Test hook only (``--crash-at``): exit right before or after a commit of a kind.
+    crash_at: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
@@ -119,6 +122,7 @@ class SchedulerConfig:
                 default_timeout=args.default_timeout,
                 idempotency_retention=args.idempotency_retention,
                 schedule_grace=args.schedule_grace,
+                crash_at=args.crash_at,
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 tls_client_ca=args.tls_client_ca,
@@ -345,6 +349,8 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         default=60.0,
         help="seconds a missed schedule slot still fires late; older ones follow catch_up",
     )
+    # The fault suite's hook (tests/faults): not for production, so not in --help.
+    p.add_argument("--crash-at", default="", help=argparse.SUPPRESS)
     dev = p.add_argument_group("development")
     dev.add_argument(
         "--with-worker",

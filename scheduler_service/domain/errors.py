@@ -9,7 +9,8 @@ The gRPC layer maps each class to one status code in a single table
     ├── AlreadyExists
     ├── FailedPrecondition     the task is not in a state that allows this
     │   └── StaleLease         a result for a lease that is no longer current
-    └── ResourceExhausted      a limit on sizes or counts was hit
+    ├── ResourceExhausted      a limit on sizes or counts was hit (or the disk is full)
+    └── Unavailable            the database cannot be written right now; retry
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class StaleLease(FailedPrecondition):
 
 class ResourceExhausted(SchedulerError):
     """A limit on sizes or counts was hit."""
+
+
+class Unavailable(SchedulerError):
+    """The scheduler cannot do this right now; retrying later may work."""

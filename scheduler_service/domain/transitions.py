@@ -41,9 +41,9 @@ def after_attempt(
 
     - SUCCEEDED finishes the task with its result.
     - RETURNED (a draining worker gave it back) puts it back due now, not counting the attempt.
-    - Any failure (handler error, timeout, lost worker, cancelled by the worker) retries after
-      the backoff while attempts remain and the error is retryable; otherwise the task is
-      FAILED, keeping the last error.
+    - Any failure (handler error, timeout, cancelled by the worker) retries after the backoff
+      while attempts remain and the error is retryable; a lost worker retries at once;
+      otherwise the task is FAILED, keeping the last error.
     """
     if end.outcome == AttemptOutcome.SUCCEEDED:
         return Transition(
@@ -53,6 +53,10 @@ def after_attempt(
         return Transition(QUEUED, now, None, "", False, max(task.attempts - 1, 0))
     error = end.error or _default_error(end.outcome)
     if end.retryable and task.attempts < task.max_attempts:
+        # A lost worker is not the task's fault: run it again at once (still counted, so a
+        # task that keeps killing workers ends FAILED after max_attempts).
+        if end.outcome == AttemptOutcome.WORKER_LOST:
+            return Transition(QUEUED, now, None, error, False, task.attempts)
         due = now + backoff_delay(task.backoff, task.attempts, rng)
         return Transition(QUEUED, due, None, error, False, task.attempts)
     return Transition(TaskState.FAILED, None, None, error, True, task.attempts)

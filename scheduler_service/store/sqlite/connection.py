@@ -32,11 +32,15 @@ async def connect(path: str, synchronous: str = "FULL") -> aiosqlite.Connection:
         create_private(path)
     # isolation_level=None: the store issues BEGIN/COMMIT itself (BEGIN IMMEDIATE for writes).
     conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout = 30000")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute(f"PRAGMA synchronous = {synchronous}")
-    await conn.execute("PRAGMA temp_store = MEMORY")
-    await conn.execute("PRAGMA cache_size = -32000")
+    try:
+        await conn.execute("PRAGMA busy_timeout = 30000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.execute("PRAGMA temp_store = MEMORY")
+        await conn.execute("PRAGMA cache_size = -32000")
+    except BaseException:
+        await conn.close()  # its thread would keep the process alive
+        raise
     return conn
 
 

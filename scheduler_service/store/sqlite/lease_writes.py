@@ -93,8 +93,8 @@ class LeaseWrites:
             [
                 request.worker_id,
                 request.session_id,
-                now + request.lease_ttl,
-                now,
+                tx.mono + request.lease_ttl,
+                tx.mono,
                 now,
                 now,
                 revision,
@@ -273,7 +273,7 @@ class LeaseWrites:
                         WHERE state = 3 AND session_id = ?
                           AND lease_id IN ({placeholders(len(chunk))})
                         RETURNING lease_id""",
-                    [tx.now + ttl, session_id, *chunk],
+                    [tx.mono + ttl, session_id, *chunk],
                 ) as cursor:
                     extended.update(row[0] for row in await cursor.fetchall())
             answers.append([lease_id for lease_id in ids if lease_id not in extended])
@@ -283,7 +283,7 @@ class LeaseWrites:
         async with tx.conn.execute(
             """SELECT lease_id, attempt_deadline <= ? FROM tasks
                WHERE state = 3 AND (lease_expires_at <= ? OR attempt_deadline <= ?)""",
-            (tx.now, tx.now, tx.now),
+            (tx.mono, tx.mono, tx.mono),
         ) as cursor:
             rows = await cursor.fetchall()
         ends = [

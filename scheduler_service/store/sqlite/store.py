@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +45,9 @@ from ...domain.model import (
 from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
 from ..base import CommitListener
+from .boot import adopt_boot, current_boot_id
 from .connection import connect, migrate
+from .errors import DatabaseUnusable
 from .explain_facts import read_explain_facts
 from .filters import filter_sql
 from .lease_writes import Decide, LeaseWrites
@@ -62,6 +66,8 @@ from .task_writes import TaskWrites
 from .write_lock import WriteLock
 from .writer import GroupCommitWriter, Tx, WriteKind
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SqliteOptions:
@@ -74,6 +80,10 @@ class SqliteOptions:
     idempotency_retention: Micros = 24 * 3600 * MICROS_PER_SECOND
     #: Schedule slots missed by at most this long still fire (late).
     schedule_grace: Micros = 60 * MICROS_PER_SECOND
+    #: The host's boot id (None: read it); tests set it to act out a reboot.
+    boot_id: str | None = None
+    #: Test hook: "<kind>:before-commit" or "<kind>:after-commit" exits the process there.
+    crash_at: str | None = None
 
 
 class SqliteTaskStore:
@@ -117,11 +127,30 @@ class SqliteTaskStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise DatabaseUnusable(
+                f"cannot use the database {self.path!r} for writing: {exc} "
+                "(is the file, or its folder, read-only?)"
+            ) from exc
+
+    async def _open(self) -> None:
         self._writer_conn = await connect(self.path, self.options.synchronous)
         await migrate(self._writer_conn)
+        expired = await adopt_boot(self._writer_conn, self.options.boot_id or current_boot_id())
+        if expired:
+            log.warning("leases of a previous boot expired", extra={"leases": expired})
         self._reader = await connect(self.path, self.options.synchronous)
         self._lock.open()
-        self._writer = GroupCommitWriter(self._writer_conn, self._clock, self._notify, self._lock)
+        self._writer = GroupCommitWriter(
+            self._writer_conn,
+            self._clock,
+            self._notify,
+            self._lock,
+            crash_at=self.options.crash_at,
+        )
         self._writer.start()
 
     async def close(self) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -23,9 +25,13 @@ import aiosqlite
 from ...domain.clock import Clock
 from ...domain.model import Micros
 from .counts import CountChanges
+from .errors import storage_error
 from .write_lock import WriteLock
 
 log = logging.getLogger(__name__)
+
+#: The exit status of the crash-test hook (``--crash-at``).
+CRASH_EXIT_CODE = 70
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -34,9 +40,11 @@ R = TypeVar("R")
 class Tx:
     """One write transaction as the handlers see it: the connection, its time, its revision."""
 
-    def __init__(self, conn: aiosqlite.Connection, now: Micros) -> None:
+    def __init__(self, conn: aiosqlite.Connection, now: Micros, mono: Micros) -> None:
         self.conn = conn
         self.now = now
+        #: The monotonic clock at the start of the transaction (lease deadlines).
+        self.mono = mono
         #: Changes to the per-type task counts, saved with the revision before COMMIT.
         self.counts = CountChanges()
         self._revision: int | None = None
@@ -96,7 +104,9 @@ class GroupCommitWriter:
         on_commit: Callable[[int], None],
         lock: WriteLock,
         max_batch: int = 2000,
+        crash_at: str | None = None,
     ) -> None:
+        self._crash_at = crash_at
         self._lock = lock
         self._conn = conn
         self._clock = clock
@@ -155,15 +165,22 @@ class GroupCommitWriter:
                 "waited %.2fs for the database write lock (other scheduler processes)",
                 self._lock.last_wait,
             )
+        kinds = {item.kind.name for item in batch}
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
-            tx = Tx(self._conn, self._clock.now())
+            tx = Tx(self._conn, self._clock.now(), self._clock.monotonic())
             for kind, items in _group_by_kind(batch):
                 await self._apply(tx, kind, items, results, failures)
             await tx.finish()
+            self._crash_if("before-commit", kinds)
             await self._conn.execute("COMMIT")
+            self._crash_if("after-commit", kinds)
         except BaseException as exc:  # the whole transaction is lost: fail every caller
-            log.exception("write transaction failed")
+            if isinstance(exc, sqlite3.Error):
+                log.error("write transaction failed: %s", exc)
+                exc = storage_error(exc)
+            else:
+                log.exception("write transaction failed")
             if self._conn.in_transaction:
                 try:
                     await self._conn.execute("ROLLBACK")
@@ -186,6 +203,12 @@ class GroupCommitWriter:
             else:
                 item.future.set_result(results[key])
 
+    def _crash_if(self, moment: str, kinds: set[str]) -> None:
+        """The crash-test hook (``--crash-at kind:moment``): die right here, like kill -9."""
+        if self._crash_at is not None and any(f"{k}:{moment}" == self._crash_at for k in kinds):
+            log.warning("crash hook %s: exiting now", self._crash_at)
+            os._exit(CRASH_EXIT_CODE)
+
     async def _apply(
         self,
         tx: Tx,
@@ -194,11 +217,18 @@ class GroupCommitWriter:
         results: dict[int, Any],
         failures: dict[int, BaseException],
     ) -> None:
+        """Run one kind's handler on its arguments; isolate a failing argument.
+
+        An SQLite error (disk full, I/O) is not an argument's fault: it fails the whole
+        transaction (raised on), since SQLite may already have rolled it back.
+        """
         try:
             answers = await self._in_savepoint(tx, kind, [i.argument for i in items])
             for item, answer in zip(items, answers, strict=True):
                 results[id(item)] = answer
             return
+        except sqlite3.Error:
+            raise
         except Exception as exc:
             if len(items) == 1:
                 failures[id(items[0])] = exc
@@ -207,6 +237,8 @@ class GroupCommitWriter:
             try:
                 (answer,) = await self._in_savepoint(tx, kind, [item.argument])
                 results[id(item)] = answer
+            except sqlite3.Error:
+                raise
             except Exception as exc:
                 failures[id(item)] = exc
 
@@ -217,8 +249,10 @@ class GroupCommitWriter:
         counts = tx.counts.snapshot()
         try:
             answers = await kind.handler(tx, args)
-        except BaseException:
+        except BaseException as exc:
             tx.counts.restore(counts)
+            if isinstance(exc, sqlite3.Error):
+                raise  # the transaction as a whole fails (see _apply)
             await self._conn.execute("ROLLBACK TO kind")
             await self._conn.execute("RELEASE kind")
             raise

@@ -450,3 +450,43 @@ async def test_attempt_histories_of_many_tasks_in_one_read(store: SqliteTaskStor
     assert sorted(len(h) for h in histories.values()) == [0, 1, 1]
     for task_id, history in histories.items():
         assert history == await store.get_attempts(task_id)
+
+
+async def test_a_wall_clock_jump_moves_no_lease_deadline(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    await store.create_tasks([spec(timeout=60_000_000)])
+    [[lease]] = await take(store, claim())
+    clock.jump_wall(3600)  # someone sets the clock an hour ahead
+    assert await store.reclaim_expired() == []
+    clock.jump_wall(-7200)  # ...and two hours back
+    assert await store.heartbeat("s1", [lease.lease_id], TTL) == []
+    clock.advance(31)  # real time passes without a heartbeat: now it expires
+    [ended] = await store.reclaim_expired()
+    assert ended.lease_id == lease.lease_id
+
+
+async def test_leases_of_a_previous_boot_expire_at_start(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = str(tmp_path / "boot.db")
+    before = SqliteTaskStore(path, SqliteOptions(clock=clock, boot_id="boot-1"))
+    await before.open()
+    await before.register_task_types(["foo"])
+    await before.create_tasks([spec()])
+    await before.claim([claim()])
+    await before.close()
+    clock.mono = 1_000  # the monotonic clock restarts with the host
+    after = SqliteTaskStore(path, SqliteOptions(clock=clock, boot_id="boot-2"))
+    await after.open()
+    try:
+        [ended] = await after.reclaim_expired()
+        assert ended.accepted and ended.outcome == AttemptOutcome.WORKER_LOST
+    finally:
+        await after.close()
+    same = SqliteTaskStore(path, SqliteOptions(clock=clock, boot_id="boot-2"))
+    await same.open()  # the same boot again: nothing to expire
+    try:
+        await same.claim([claim()])
+        assert await same.reclaim_expired() == []
+    finally:
+        await same.close()

@@ -135,3 +135,10 @@ def test_page_tokens_round_trip_and_refuse_tampering() -> None:
     for garbage in ("!!!", "e30", token[:-3]):
         with pytest.raises(InvalidArgument):
             page_tokens.decode(garbage, "fp1")
+
+
+def test_a_lost_worker_is_retried_at_once_but_counted() -> None:
+    lost = after_attempt(running(1), AttemptEnd("l", AttemptOutcome.WORKER_LOST), 100)
+    assert lost.state == TaskState.PENDING and lost.due_at == 100 and lost.attempts == 1
+    last = after_attempt(running(3), AttemptEnd("l", AttemptOutcome.WORKER_LOST), 100)
+    assert last.state == TaskState.FAILED
