@@ -277,18 +277,9 @@ class TaskServicer:
         if request.since_revision < 0:
             raise InvalidArgument("since_revision", "must not be negative")
         since = request.since_revision or None
-        # A deletion carries no client (only id and type), so a tenant's watch reports the
-        # deletion of a task only if it reported the task itself before.
-        mine: set[str] | None = set() if caller.tenant is not None else None
+        # A tenant's filter always names its client; deletions carry the client too.
         with self.feed.subscribe(flt, since_revision=since) as subscription:
             async for change in subscription.changes():
-                if mine is not None:
-                    if change.task is not None:
-                        mine.add(change.task_id)
-                    elif change.task_id in mine:
-                        mine.discard(change.task_id)
-                    else:
-                        continue
                 yield codec.event_message(change, self.clock.now(), full=full)
 
     async def _get(self, caller: Caller, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:

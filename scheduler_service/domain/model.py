@@ -341,3 +341,4 @@ class Change:
     task_id: str
     task: TaskRecord | None  # None when deleted
     type: str = ""
+    client: str = ""

@@ -58,8 +58,10 @@ class Subscription:
     def matches(self, change: Change) -> bool:
         if change.task is not None:
             return self.filter.matches(change.task, self._feed.clock.now())
-        # A deletion carries only id and type: match on what can be checked.
+        # A deletion carries only id, type and client: match on what can be checked.
         if self.filter.task_id and change.task_id != self.filter.task_id:
+            return False
+        if self.filter.client and change.client != self.filter.client:
             return False
         return not self.filter.types or change.type in self.filter.types
 

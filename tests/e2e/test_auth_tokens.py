@@ -317,7 +317,11 @@ async def test_tenancy_rpc_by_rpc(people: dict[str, Credentials]) -> None:
 
     # WatchTasks: bob hears of his own changes only, even naming no client; the deletion of
     # alice's task does not reach him, his own does.
-    watch = b.WatchTasks(task_service_pb2.WatchTasksRequest(), metadata=bm)
+    # From a listed revision, so the watch misses nothing whenever its stream starts.
+    before = await b.ListTasks(task_service_pb2.ListTasksRequest(), metadata=bm)
+    watch = b.WatchTasks(
+        task_service_pb2.WatchTasksRequest(since_revision=before.revision), metadata=bm
+    )
     events: list[task_service_pb2.TaskEvent] = []
 
     async def collect() -> None:
@@ -326,7 +330,6 @@ async def test_tenancy_rpc_by_rpc(people: dict[str, Credentials]) -> None:
 
     collector = asyncio.create_task(collect())
     try:
-        await asyncio.sleep(0.5)
         hers = await a.CreateTask(create(run_at=LATER), metadata=am)
         his = await b.CreateTask(create(run_at=LATER), metadata=bm)
         await a.DeleteTask(task_service_pb2.DeleteTaskRequest(id=hers.id), metadata=am)
@@ -336,8 +339,7 @@ async def test_tenancy_rpc_by_rpc(people: dict[str, Credentials]) -> None:
             lambda: any(e.type == deleted and e.task.id == his.id for e in events),
             timeout=10,
             message="bob's deletion",
-        )
-        await asyncio.sleep(0.3)
+        )  # events come in revision order: anything about hers would have come before
     finally:
         watch.cancel()
         await asyncio.gather(collector, return_exceptions=True)

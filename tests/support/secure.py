@@ -50,10 +50,10 @@ class Credentials:
         return channel
 
     def tasks(self) -> TaskServiceAsyncStub:
-        return task_service_pb2_grpc.TaskServiceStub(self.channel())  # type: ignore[return-value]
+        return task_service_pb2_grpc.TaskServiceStub(self.channel())
 
     def admin(self) -> AdminServiceAsyncStub:
-        return admin_service_pb2_grpc.AdminServiceStub(self.channel())  # type: ignore[return-value]
+        return admin_service_pb2_grpc.AdminServiceStub(self.channel())
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -1,6 +1,7 @@
 """The result cache with single flight (``cache: true`` on create).
 
-Identical means same type and same canonical JSON payload: ``cache_key`` hashes both. A
+Identical means same client, same type and same canonical JSON payload: ``cache_key``
+hashes the three, so a client never receives another client's result. A
 cached create either copies the result of an identical task that succeeded (within its
 ``cache_max_age``), or *follows* an identical task that has not finished — stored as
 FOLLOWING with ``cached_from`` naming it — or, when there is neither, runs and leads. When a
@@ -20,16 +21,18 @@ from .writer import Tx
 FOLLOWING = int(TaskState.FOLLOWING)
 
 
-def _key(type_name: str, payload_json: str) -> str:
-    return hashlib.sha256(f"{type_name}\x00{payload_json}".encode()).hexdigest()
+def _key(client: str, type_name: str, payload_json: str) -> str:
+    # The client is part of the key: one client never sees another's results.
+    text = f"{client}\x00{type_name}\x00{payload_json}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cache_key(spec: TaskSpec) -> str:
-    return _key(spec.type, spec.payload_json)
+    return _key(spec.client, spec.type, spec.payload_json)
 
 
 def cache_key_of(record: TaskRecord) -> str:
-    return _key(record.type, record.payload_json) if record.cache else ""
+    return _key(record.client, record.type, record.payload_json) if record.cache else ""
 
 
 async def find_result(tx: Tx, key: str, max_age: Micros | None) -> tuple[str, str] | None:

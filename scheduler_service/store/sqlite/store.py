@@ -482,12 +482,12 @@ class SqliteTaskStore:
         revision, task_id = cursor
         rows = await self._fetchall(
             f"""SELECT * FROM (
-                    SELECT revision AS r, id AS i, 0 AS deleted, {TASK_COLUMNS} FROM tasks
-                    WHERE (revision, id) > (?, ?)
+                    SELECT revision AS r, id AS i, 0 AS deleted, client AS c, {TASK_COLUMNS}
+                    FROM tasks WHERE (revision, id) > (?, ?)
                     ORDER BY revision, id LIMIT ?)
                 UNION ALL
                 SELECT * FROM (
-                    SELECT revision, task_id, 1, task_id, type, {_TOMBSTONE_PADDING}
+                    SELECT revision, task_id, 1, client, task_id, type, {_TOMBSTONE_PADDING}
                     FROM deleted_tasks WHERE (revision, task_id) > (?, ?)
                     ORDER BY revision, task_id LIMIT ?)
                 ORDER BY 1, 2 LIMIT ?""",
@@ -497,8 +497,9 @@ class SqliteTaskStore:
             Change(
                 revision=row[0],
                 task_id=row[1],
-                task=None if row[2] else task_from_row(row[3:]),
-                type=row[4],
+                task=None if row[2] else task_from_row(row[4:]),
+                type=row[5],
+                client=row[3],
             )
             for row in rows
         ]

@@ -286,8 +286,9 @@ class TaskWrites:
             await tx.conn.execute(f"DELETE FROM attempts WHERE task_id IN ({marks})", chunk)
             await tx.conn.execute(f"DELETE FROM task_labels WHERE task_id IN ({marks})", chunk)
         await tx.conn.executemany(
-            "INSERT INTO deleted_tasks (revision, task_id, type, deleted_at) VALUES (?, ?, ?, ?)",
-            [(revision, t.id, t.type, tx.now) for t in tasks],
+            "INSERT INTO deleted_tasks (revision, task_id, type, deleted_at, client) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(revision, t.id, t.type, tx.now, t.client) for t in tasks],
         )
         await promote_next(tx, (t.group for t in tasks), self.priority_aging)
         for task in tasks:

@@ -212,3 +212,19 @@ async def test_a_follower_is_explained_as_joined(
     [reason] = explanation.reasons
     assert reason.code == ReasonCode.JOINED and reason.blocking_task_id == leader.id
     assert "PENDING" in reason.message and leader.id in explanation.summary
+
+
+async def test_the_cache_is_per_client(store: SqliteTaskStore) -> None:
+    [(mine, _)] = await store.create_tasks([spec(cache=True, client="a")])
+    [(theirs, _)] = await store.create_tasks([spec(cache=True, client="b")])
+    assert not theirs.cached and theirs.state == TaskState.PENDING
+    [(again, _)] = await store.create_tasks([spec(cache=True, client="a")])
+    assert again.cached and again.cached_from == mine.id
+
+
+async def test_deletions_in_the_change_feed_carry_the_client(store: SqliteTaskStore) -> None:
+    [(task, _)] = await store.create_tasks([spec(client="tenant-1")])
+    start = await store.revision()
+    await store.delete_task(task.id)
+    [change] = await store.changes_since((start, "~"), 10)
+    assert change.task is None and change.client == "tenant-1" and change.type == "foo"
