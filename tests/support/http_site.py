@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -48,7 +48,10 @@ async def local_site(
         return response
 
     @web.middleware
-    async def record(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def record(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         if log is not None:
             log.append(f"{request.host} {request.path_qs}")
         return await handler(request)

@@ -29,6 +29,8 @@ class ManagedProcess:
         # Appending keeps the output of earlier runs of the same name (restarts).
         self._stdout = open(self.stdout_path, "ab")  # noqa: SIM115 - closed in wait()
         self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115
+        self._stderr_start = self._stderr.tell()  # this run's output starts here
+        self.started_at = time.monotonic()
         self.popen = subprocess.Popen(
             args, stdout=self._stdout, stderr=self._stderr, env=full_env, start_new_session=True
         )
@@ -46,6 +48,12 @@ class ManagedProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def own_stderr(self) -> str:
+        """This run's stderr only (a restarted process appends to the same file)."""
+        with self.stderr_path.open("rb") as handle:
+            handle.seek(self._stderr_start)
+            return handle.read().decode(errors="replace")
 
     def signal(self, sig: int) -> None:
         if self.running:
@@ -87,14 +95,16 @@ class ManagedProcess:
 class SchedulerProcess(ManagedProcess):
     grpc_address = ""
     http_address = ""
+    #: Seconds from spawning the process to its "scheduler ready" line.
+    ready_after = 0.0
 
     async def wait_ready(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a polling deadline
         deadline = time.monotonic() + timeout
         while True:
-            found = _READY.findall(self.stderr())
+            found = _READY.findall(self.own_stderr())
             if found:
-                # The newest line: a restarted scheduler appends to the same file.
                 self.grpc_address, self.http_address = found[-1]
+                self.ready_after = time.monotonic() - self.started_at
                 return
             if not self.running:
                 raise AssertionError(f"scheduler exited early\n{self.dump()}")

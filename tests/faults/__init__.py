@@ -1,0 +1,1 @@
+"""The fault suite: real processes under crashes, hangs, full disks and hostile input."""
