@@ -6,7 +6,9 @@ in one interpreter; the HTTP side serves it at ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class SchedulerMetrics:
@@ -40,9 +42,23 @@ class SchedulerMetrics:
         self.grpc_calls = Counter(
             "orchestrator_grpc_calls", "gRPC calls handled", ["method", "code"], registry=r
         )
+        # Process figures (RSS, open files, CPU) and the asyncio task count: what a soak
+        # test watches for leaks.
+        ProcessCollector(registry=r)
+        self.asyncio_tasks = Gauge(
+            "orchestrator_asyncio_tasks", "asyncio tasks alive in the scheduler", registry=r
+        )
+        self.asyncio_tasks.set_function(_count_tasks)
         self.grpc_latency = Histogram(
             "orchestrator_grpc_call_seconds",
             "Time to answer unary gRPC calls",
             ["method"],
             registry=r,
         )
+
+
+def _count_tasks() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the event loop
+        return float("nan")
