@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -188,6 +188,16 @@ class WorkerServicer:
         shorter limit also fired when this process itself was stalled for a moment.
         """
         silence = 2 * self.dispatcher.lease_ttl / 1e6
+        # Writes run beside the reading: waiting for one commit before reading the next
+        # message would cost a commit per message (results trickling in one by one); this
+        # way consecutive messages share one group commit.
+        writes: set[asyncio.Task[Any]] = set()
+
+        def in_background(write: Coroutine[Any, Any, Any]) -> None:
+            task = asyncio.create_task(write)
+            writes.add(task)
+            task.add_done_callback(_finished_write(writes, session))
+
         try:
             while True:
                 try:
@@ -205,19 +215,24 @@ class WorkerServicer:
                 if kind == "results":
                     ends = [self._attempt_end(r) for r in message.results.results]
                     credit = max(0, message.results.credit)
-                    await self.dispatcher.results(session, ends, credit)
+                    in_background(self.dispatcher.results(session, ends, credit))
                 elif kind == "heartbeat":
-                    await self.dispatcher.heartbeat(session, list(message.heartbeat.lease_ids))
+                    lease_ids = list(message.heartbeat.lease_ids)
+                    in_background(self.dispatcher.heartbeat(session, lease_ids))
                 elif kind == "credit":
                     self.dispatcher.grant(session, max(0, message.credit.slots))
                 elif kind == "draining":
                     await self.dispatcher.worker_draining(session)
                 elif kind == "progress":
                     updates = [self._progress(u) for u in message.progress.updates]
-                    await self.dispatcher.progress([u for u in updates if u is not None])
+                    in_background(self.dispatcher.progress([u for u in updates if u is not None]))
                 elif kind == "hello":
                     raise InvalidArgument("hello", "sent twice on one stream")
         finally:
+            # Every result read is applied (and acknowledged) before the stream is let go:
+            # releasing the session first would refuse results that already arrived.
+            if writes:
+                await asyncio.gather(*writes, return_exceptions=True)
             session.closed.set()
 
     def _progress(self, update: pb.TaskProgress) -> ProgressUpdate | None:
@@ -255,6 +270,22 @@ class WorkerServicer:
 
 MAX_PROGRESS_MESSAGE = 1000
 MAX_PROGRESS_DETAILS = 64 * 1024
+
+
+def _finished_write(
+    writes: set[asyncio.Task[Any]], session: WorkerSession
+) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        writes.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error(
+                "applying a worker's message failed: %s",
+                error,
+                exc_info=error,
+                extra={"worker_id": session.worker_id, "session_id": session.session_id},
+            )
+
+    return done
 
 
 def _progress_update(update: pb.TaskProgress) -> ProgressUpdate | None:
