@@ -7,17 +7,22 @@ lines with what the scheduler recorded (exactly one success per task, group orde
 
 Payload: ``record_dir`` (required), ``sleep`` (seconds, default 0.005), ``fail_once``
 (fail the first attempt, to exercise retries).
+
+``recorded_cpu`` records the same from a process-pool child. Poison, for the fault suite
+(``tests/faults/test_poison.py``): ``suicide`` kills the pool child it runs in,
+``kill_worker`` kills the worker process itself, ``hang`` never returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from worker_service import TaskContext, TaskFailed, handler
+from worker_service import TaskContext, TaskFailed, TaskInfo, handler
 
 
 async def _run(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
@@ -35,12 +40,15 @@ async def _run(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         "end": end,
         "outcome": "failed" if failed else "succeeded",
     }
-    record = Path(payload["record_dir"]) / f"{ctx.worker_id}.jsonl"
-    with record.open("a") as out:  # one short line, one write: appends never interleave
-        out.write(json.dumps(line) + "\n")
+    _append(Path(payload["record_dir"]) / f"{ctx.worker_id}.jsonl", line)
     if failed:
         raise TaskFailed("failing once on purpose")
     return {"ran_on": ctx.worker_id}
+
+
+def _append(record: Path, line: dict[str, Any]) -> None:
+    with record.open("a") as out:  # one short line, one write: appends never interleave
+        out.write(json.dumps(line) + "\n")
 
 
 @handler("recorded")
@@ -68,3 +76,41 @@ async def progressing(payload: dict[str, Any], ctx: TaskContext) -> dict[str, An
         ctx.report_progress(percent, f"step {step}", {"step": step})
         await asyncio.sleep(float(payload.get("pause", 0.2)))
     return await _run(payload, ctx)
+
+
+@handler("recorded_cpu", cpu_bound=True)
+def recorded_cpu(payload: dict[str, Any], info: TaskInfo) -> dict[str, Any]:
+    """A recorded run in the process pool (whose child knows no worker id: ``pool-<pid>``)."""
+    start = time.time()
+    worker_id = f"pool-{os.getpid()}"
+    line = {
+        "task_id": info.task_id,
+        "type": info.type,
+        "attempt": info.attempt,
+        "lease_id": info.lease_id,
+        "worker_id": worker_id,
+        "start": start,
+        "end": time.time(),
+        "outcome": "succeeded",
+    }
+    _append(Path(payload["record_dir"]) / f"{worker_id}.jsonl", line)
+    return {"ran_on": worker_id}
+
+
+@handler("suicide", cpu_bound=True)
+def suicide(payload: dict[str, Any], info: TaskInfo) -> dict[str, Any]:
+    """Kill the process-pool child running it, as a segfaulting extension would."""
+    os._exit(9)
+
+
+@handler("kill_worker")
+async def kill_worker(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Kill the worker process itself: an in-process (async or thread) handler can."""
+    os._exit(9)
+
+
+@handler("hang")
+async def hang(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Never return (until cancelled)."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
