@@ -319,7 +319,8 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--max-concurrent-streams",
         type=int,
         default=1000,
-        help="concurrent calls per client connection (HTTP/2 streams; more wait)",
+        help="concurrent calls per client connection (HTTP/2 streams); more are refused with "
+        "UNAVAILABLE, which clients retry",
     )
     limits.add_argument(
         "--max-concurrent-rpcs",

@@ -27,7 +27,7 @@ class Transition:
     """The task's new state after an attempt ended."""
 
     state: TaskState
-    due_at: Micros | None  # set when the task goes back to the queue
+    due_at: Micros | None  # a new due time, or None to keep the task's own
     result_json: str | None
     error: str
     finished: bool
@@ -40,7 +40,8 @@ def after_attempt(
     """Decide the next state of ``task`` given how its current attempt ended.
 
     - SUCCEEDED finishes the task with its result.
-    - RETURNED (a draining worker gave it back) puts it back due now, not counting the attempt.
+    - RETURNED (a draining worker gave it back) puts it back where it was in the queue (its
+      due time unchanged), not counting the attempt.
     - Any failure (handler error, timeout, cancelled by the worker) retries after the backoff
       while attempts remain and the error is retryable; a lost worker retries at once;
       otherwise the task is FAILED, keeping the last error.
@@ -50,13 +51,14 @@ def after_attempt(
             TaskState.SUCCEEDED, None, end.result_json or "{}", "", True, task.attempts
         )
     if end.outcome == AttemptOutcome.RETURNED:
-        return Transition(QUEUED, now, None, "", False, max(task.attempts - 1, 0))
+        # Handed back unfinished: it keeps its due time, so its place in the queue.
+        return Transition(QUEUED, None, None, "", False, max(task.attempts - 1, 0))
     error = end.error or _default_error(end.outcome)
     if end.retryable and task.attempts < task.max_attempts:
         # A lost worker is not the task's fault: run it again at once (still counted, so a
         # task that keeps killing workers ends FAILED after max_attempts).
         if end.outcome == AttemptOutcome.WORKER_LOST:
-            return Transition(QUEUED, now, None, error, False, task.attempts)
+            return Transition(QUEUED, None, None, error, False, task.attempts)
         due = now + backoff_delay(task.backoff, task.attempts, rng)
         return Transition(QUEUED, due, None, error, False, task.attempts)
     return Transition(TaskState.FAILED, None, None, error, True, task.attempts)

@@ -490,3 +490,15 @@ async def test_leases_of_a_previous_boot_expire_at_start(tmp_path: Path) -> None
         assert await same.reclaim_expired() == []
     finally:
         await same.close()
+
+
+async def test_a_returned_task_keeps_its_place_in_the_queue(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    first = (await store.create_tasks([spec()]))[0][0]
+    [[lease]] = await take(store, claim(limit=1))
+    clock.advance(5)
+    await store.create_tasks([spec() for _ in range(3)])  # due later than the first
+    await store.end_attempts([AttemptEnd(lease.lease_id, AttemptOutcome.RETURNED)])
+    [[again]] = await take(store, claim(limit=1))
+    assert again.task_id == first.id

@@ -69,7 +69,7 @@ def test_last_attempt_or_permanent_error_fails() -> None:
 
 def test_returned_attempt_does_not_count() -> None:
     t = after_attempt(running(3), AttemptEnd("l", AttemptOutcome.RETURNED), 100)
-    assert t.state == TaskState.PENDING and t.attempts == 2 and t.due_at == 100
+    assert t.state == TaskState.PENDING and t.attempts == 2 and t.due_at is None  # keeps its place
 
 
 def test_ids_sort_by_time_and_are_unique() -> None:
@@ -139,6 +139,6 @@ def test_page_tokens_round_trip_and_refuse_tampering() -> None:
 
 def test_a_lost_worker_is_retried_at_once_but_counted() -> None:
     lost = after_attempt(running(1), AttemptEnd("l", AttemptOutcome.WORKER_LOST), 100)
-    assert lost.state == TaskState.PENDING and lost.due_at == 100 and lost.attempts == 1
+    assert lost.state == TaskState.PENDING and lost.due_at is None and lost.attempts == 1
     last = after_attempt(running(3), AttemptEnd("l", AttemptOutcome.WORKER_LOST), 100)
     assert last.state == TaskState.FAILED
