@@ -13,8 +13,9 @@ import asyncio
 import json
 import logging
 import math
+import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -82,7 +83,7 @@ class WorkerServicer:
                 protocol_version=WORKER_PROTOCOL_VERSION,
                 scheduler_id=self.dispatcher.scheduler_id,
                 session_id=session.session_id,
-                heartbeat_interval=duration_from_micros(self.heartbeat_interval),
+                heartbeat_interval=duration_from_micros(_spread(self.heartbeat_interval)),
                 lease_ttl=duration_from_micros(self.dispatcher.lease_ttl),
             )
         )
@@ -91,27 +92,17 @@ class WorkerServicer:
             self._read(session, request_iterator), name=f"worker-reader-{session.session_id}"
         )
         try:
-            while not session.closed.is_set():
-                getter = asyncio.ensure_future(session.outbox.get())
-                closed = asyncio.ensure_future(session.closed.wait())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                items = [getter.result()]
+            closed = False
+            while not closed:
+                items = [await session.outbox.get()]
                 while not session.outbox.empty():
                     items.append(session.outbox.get_nowait())
-                for message in _coalesce(items):
+                closed = None in items  # the stream is over after these
+                if closed and reader.done() and (error := reader.exception()) is not None:
+                    raise error
+                # When the worker closed its side, this still answers what it sent last.
+                for message in _coalesce([item for item in items if item is not None]):
                     yield message
-            if reader.done() and (error := reader.exception()) is not None:
-                raise error
-            # The worker closed its side: answer what it sent last (acks) before ending.
-            leftovers = []
-            while not session.outbox.empty():
-                leftovers.append(session.outbox.get_nowait())
-            for message in _coalesce(leftovers):
-                yield message
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -191,26 +182,33 @@ class WorkerServicer:
         # Writes run beside the reading: waiting for one commit before reading the next
         # message would cost a commit per message (results trickling in one by one); this
         # way consecutive messages share one group commit.
-        writes: set[asyncio.Task[Any]] = set()
+        writes: set[asyncio.Future[Any]] = set()
 
-        def in_background(write: Coroutine[Any, Any, Any]) -> None:
-            task = asyncio.create_task(write)
-            writes.add(task)
-            task.add_done_callback(_finished_write(writes, session))
+        def in_background(write: Awaitable[Any]) -> None:
+            future = asyncio.ensure_future(write)  # results and heartbeats are futures already
+            writes.add(future)
+            future.add_done_callback(_finished_write(writes, session))
 
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(anext(request_iterator), silence)
+                    # asyncio.timeout, not wait_for: no task started per message.
+                    async with asyncio.timeout(silence) as deadline:
+                        message = await anext(request_iterator)
                 except StopAsyncIteration:
                     session.left_cleanly = True
                     return
                 except TimeoutError:
-                    log.warning(
-                        "worker silent for two lease periods; closing its stream",
-                        extra={"worker_id": session.worker_id, "session_id": session.session_id},
-                    )
-                    return
+                    if deadline.expired():
+                        log.warning(
+                            "worker silent for two lease periods; closing its stream",
+                            extra={
+                                "worker_id": session.worker_id,
+                                "session_id": session.session_id,
+                            },
+                        )
+                        return
+                    raise
                 kind = message.WhichOneof("message")
                 if kind == "results":
                     ends = [self._attempt_end(r) for r in message.results.results]
@@ -233,7 +231,7 @@ class WorkerServicer:
             # releasing the session first would refuse results that already arrived.
             if writes:
                 await asyncio.gather(*writes, return_exceptions=True)
-            session.closed.set()
+            session.close()
 
     def _progress(self, update: pb.TaskProgress) -> ProgressUpdate | None:
         return _progress_update(update)
@@ -268,16 +266,26 @@ class WorkerServicer:
         return AttemptEnd(result.lease_id, outcome, result_json=text, started_at=started)
 
 
+def _spread(interval: Micros) -> Micros:
+    """Each stream's heartbeat interval, 80-100 % of the configured one.
+
+    A fleet started together would otherwise beat together, a burst of a thousand messages
+    (and writes) every interval; different periods spread the beats out within a few
+    intervals. Never longer than configured, so the lease TTL's margin holds.
+    """
+    return int(interval * random.uniform(0.8, 1.0))
+
+
 MAX_PROGRESS_MESSAGE = 1000
 MAX_PROGRESS_DETAILS = 64 * 1024
 
 
 def _finished_write(
-    writes: set[asyncio.Task[Any]], session: WorkerSession
-) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
-        writes.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
+    writes: set[asyncio.Future[Any]], session: WorkerSession
+) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        writes.discard(future)
+        if not future.cancelled() and (error := future.exception()) is not None:
             log.error(
                 "applying a worker's message failed: %s",
                 error,

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from ..domain.clock import Clock
 from ..domain.model import (
     AttemptEnd,
-    ClaimRequest,
     EndedAttempt,
     LeaseRef,
     Micros,
@@ -28,6 +27,7 @@ from ..domain.model import (
     WorkerRecord,
 )
 from ..store.base import TaskStore
+from .coalescing import Coalescer
 from .metrics import SchedulerMetrics
 from .sessions import SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
 
@@ -54,6 +54,8 @@ class Dispatcher:
         self._sessions: dict[str, WorkerSession] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self._results = Coalescer("results", self._apply_results)
+        self._beats = Coalescer("heartbeats", self._apply_heartbeats)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class Dispatcher:
 
     async def detach(self, session: WorkerSession) -> None:
         """The stream ended: every lease it still holds goes back to the queue."""
-        session.closed.set()
+        session.close()
         self._sessions.pop(session.session_id, None)
         self._metrics.connected_workers.set(len(self._sessions))
         # A worker that drained and closed its stream cleanly hands back what it never
@@ -110,25 +112,36 @@ class Dispatcher:
 
     # -- messages from workers ------------------------------------------------------------------
 
-    async def results(
+    def results(
         self, session: WorkerSession, ends: Sequence[AttemptEnd], credit: int
-    ) -> list[EndedAttempt]:
+    ) -> asyncio.Future[None]:
+        """Apply a worker's results, acknowledge them, take back its credit. Every stream's
+        results wait for one store call together; the future says when these are done."""
+        return self._results.add((session, ends, credit))
+
+    async def _apply_results(
+        self, batch: Sequence[tuple[WorkerSession, Sequence[AttemptEnd], int]]
+    ) -> None:
+        ends = [end for _, session_ends, _ in batch for end in session_ends]
         ended = await self._store.end_attempts(ends) if ends else []
-        for item in ended:
-            session.held.discard(item.lease_id)
-            if item.accepted:
-                outcome = item.new_state.name.lower() if item.new_state else "unknown"
-                self._metrics.results.labels(outcome=outcome).inc()
-            else:
-                self._metrics.results_refused.inc()
-                log.warning(
-                    "result refused: stale lease",
-                    extra={"lease_id": item.lease_id, "worker_id": session.worker_id},
-                )
-        if ended:
-            session.send(SendAcks(ended))
-        self.grant(session, credit)
-        return ended
+        position = 0
+        for session, session_ends, credit in batch:
+            mine = ended[position : position + len(session_ends)]
+            position += len(session_ends)
+            for item in mine:
+                session.held.discard(item.lease_id)
+                if item.accepted:
+                    outcome = item.new_state.name.lower() if item.new_state else "unknown"
+                    self._metrics.results.labels(outcome=outcome).inc()
+                else:
+                    self._metrics.results_refused.inc()
+                    log.warning(
+                        "result refused: stale lease",
+                        extra={"lease_id": item.lease_id, "worker_id": session.worker_id},
+                    )
+            if mine:
+                session.send(SendAcks(mine))
+            self.grant(session, credit)
 
     async def progress(self, updates: Sequence[ProgressUpdate]) -> None:
         await self._store.report_progress(updates)
@@ -138,11 +151,19 @@ class Dispatcher:
             session.credit = min(session.credit + credit, session.slots)
             self.wake()
 
-    async def heartbeat(self, session: WorkerSession, lease_ids: Sequence[str]) -> None:
-        stale = await self._store.heartbeat(session.session_id, lease_ids, self.lease_ttl)
-        if stale:
-            session.held.difference_update(stale)
-            session.send(SendCancel(stale, "lease is no longer current"))
+    def heartbeat(self, session: WorkerSession, lease_ids: Sequence[str]) -> asyncio.Future[None]:
+        """Extend a worker's leases; tell it which are no longer its own. Every stream's
+        heartbeats wait for one store call together (a fleet often beats in step)."""
+        return self._beats.add((session, lease_ids))
+
+    async def _apply_heartbeats(self, beats: Sequence[tuple[WorkerSession, Sequence[str]]]) -> None:
+        stale = await self._store.heartbeats(
+            [(session.session_id, lease_ids) for session, lease_ids in beats], self.lease_ttl
+        )
+        for (session, _), gone in zip(beats, stale, strict=True):
+            if gone:
+                session.held.difference_update(gone)
+                session.send(SendCancel(gone, "lease is no longer current"))
 
     async def worker_draining(self, session: WorkerSession) -> None:
         session.draining = True
@@ -209,10 +230,7 @@ class Dispatcher:
         )
         if not wanting:
             return None
-        requests = [
-            ClaimRequest(s.session_id, s.worker_id, s.types, s.credit, self.lease_ttl)
-            for s in wanting
-        ]
+        requests = [s.claim_request(self.lease_ttl) for s in wanting]
         outcome = await self._store.claim(requests)
         for session, leases in zip(wanting, outcome.leases, strict=True):
             if not leases:

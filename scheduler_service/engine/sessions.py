@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..domain.model import EndedAttempt, Lease, Micros
+from ..domain.model import ClaimRequest, EndedAttempt, Lease, Micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,35 @@ class WorkerSession:
     draining: bool = False
     #: The worker drained and closed its side of the stream itself (not a crash).
     left_cleanly: bool = False
-    outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    #: What to send, in order; ``None`` last, once the stream is over.
+    outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    _request: ClaimRequest | None = field(default=None, repr=False)
+
+    def claim_request(self, lease_ttl: Micros) -> ClaimRequest:
+        """What this session asks of a dispatch round: its types, up to its credit.
+
+        Kept while the credit stays the same: a round asks for every idle session, and a
+        thousand idle streams should not cost a thousand new objects a round."""
+        request = self._request
+        if request is None or request.limit != self.credit or request.lease_ttl != lease_ttl:
+            request = ClaimRequest(
+                self.session_id, self.worker_id, self.types, self.credit, lease_ttl
+            )
+            self._request = request
+        return request
 
     def send(self, message: Outgoing) -> None:
         if not self.closed.is_set():
             self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        """The stream is over. The ``None`` queued last wakes the stream's writer, which
+        waits on the outbox alone (one wait per message, not one per message and event)."""
+        if not self.closed.is_set():
+            self.closed.set()
+            self.outbox.put_nowait(None)
 
     @property
     def wants_work(self) -> bool:

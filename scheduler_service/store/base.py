@@ -105,11 +105,12 @@ class TaskStore(Protocol):
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
         """Apply attempt results; a result whose lease is not current is refused."""
 
-    async def heartbeat(
-        self, session_id: str, lease_ids: Sequence[str], lease_ttl: Micros
-    ) -> list[str]:
-        """Extend the session's named leases and mark the worker alive; answers the ids
-        that are not current (the worker must stop those)."""
+    async def heartbeats(
+        self, beats: Sequence[tuple[str, Sequence[str]]], lease_ttl: Micros
+    ) -> list[list[str]]:
+        """For each beat (a session id and the lease ids it holds): extend the session's
+        named leases and mark the worker alive; answers, per beat, the ids that are not
+        current (the worker must stop those). Many beats, one write."""
 
     async def reclaim_expired(self) -> list[EndedAttempt]:
         """Take back leases past their expiry or their attempt's timeout."""

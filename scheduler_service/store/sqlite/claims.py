@@ -174,16 +174,27 @@ _ONE_TYPE = (
 )
 
 
-async def choose(tx: Tx, request: ClaimRequest, limits: ClaimLimits) -> list[Candidate]:
-    """Up to ``request.limit`` due tasks of the request's types, within every limit."""
+async def choose(
+    tx: Tx, request: ClaimRequest, limits: ClaimLimits, dry: set[str]
+) -> list[Candidate]:
+    """Up to ``request.limit`` due tasks of the request's types, within every limit.
+
+    ``dry`` holds the types known, in this transaction, to have nothing more to lease: their
+    candidates were all seen and either taken or held back by a limit (and limits only
+    tighten as a claim goes on). They are not queried again, and this call adds the types it
+    finds dry. A dispatch round claims for every connected session in one transaction:
+    without this, sessions serving overlapping types would each query types that an earlier
+    session already emptied.
+    """
     remaining = request.limit
     caps: dict[str, float] = {}
-    for name in sorted(request.types - limits.paused):
+    for name in sorted(request.types - limits.paused - dry):
         scope = limits.types.get(name)
         room = scope.room() if scope is not None else UNLIMITED
         if room <= 0:
             if scope is not None:
                 limits.note_throttled(scope)
+            dry.add(name)
             continue
         caps[name] = room
     chosen: list[Candidate] = []
@@ -192,8 +203,10 @@ async def choose(tx: Tx, request: ClaimRequest, limits: ClaimLimits) -> list[Can
         if remaining <= 0 or not caps:
             break
         page, exhausted = await _fetch(tx, caps, positions, remaining, limits.full_keys())
+        seen_all = True
         for candidate in page:
             if remaining <= 0:
+                seen_all = False  # candidates left unlooked-at: nothing is known dry
                 break
             positions[candidate.type] = (candidate.claim_key, candidate.task_id)
             if caps.get(candidate.type, 0) <= 0:
@@ -211,6 +224,9 @@ async def choose(tx: Tx, request: ClaimRequest, limits: ClaimLimits) -> list[Can
                 if type_scope is not None:
                     limits.note_throttled(type_scope)
         # Types with nothing more to offer, or no room left, are not asked again.
+        if seen_all:
+            dry.update(exhausted)
+        dry.update(name for name, cap in caps.items() if cap <= 0)
         caps = {name: cap for name, cap in caps.items() if cap > 0 and name not in exhausted}
     return chosen
 

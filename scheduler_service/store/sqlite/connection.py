@@ -18,30 +18,53 @@ from pathlib import Path
 
 import aiosqlite
 
+from .inline import InlineConnection
+
 log = logging.getLogger(__name__)
 
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-async def connect(path: str, synchronous: str = "FULL") -> aiosqlite.Connection:
+def pragmas(synchronous: str) -> list[str]:
+    """What every connection sets first (see the module's docstring)."""
     if synchronous not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}")
+    return [
+        "PRAGMA busy_timeout = 30000",
+        "PRAGMA journal_mode = WAL",
+        f"PRAGMA synchronous = {synchronous}",
+        "PRAGMA temp_store = MEMORY",
+        "PRAGMA cache_size = -32000",
+    ]
+
+
+def prepare_file(path: str) -> None:
+    """Make the folder, and the file 0600, before SQLite creates anything."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         create_private(path)
+
+
+async def connect(path: str, synchronous: str = "FULL") -> aiosqlite.Connection:
+    settings = pragmas(synchronous)
+    prepare_file(path)
     # isolation_level=None: the store issues BEGIN/COMMIT itself (BEGIN IMMEDIATE for writes).
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
-        await conn.execute("PRAGMA busy_timeout = 30000")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute(f"PRAGMA synchronous = {synchronous}")
-        await conn.execute("PRAGMA temp_store = MEMORY")
-        await conn.execute("PRAGMA cache_size = -32000")
+        for pragma in settings:
+            await conn.execute(pragma)
     except BaseException:
         await conn.close()  # its thread would keep the process alive
         raise
     return conn
+
+
+async def connect_writer(path: str, synchronous: str = "FULL") -> InlineConnection:
+    """The group-commit writer's connection (see :mod:`.inline` for why it differs)."""
+    settings = pragmas(synchronous)
+    prepare_file(path)
+    return await InlineConnection.open(path, settings)
 
 
 def create_private(path: str) -> None:

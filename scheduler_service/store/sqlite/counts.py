@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from .inline import InlineConnection
 
 _UPSERT = """
 INSERT INTO task_counts (type, state, tasks, retries, exhausted) VALUES (?, ?, ?, ?, ?)
@@ -64,7 +64,7 @@ class CountChanges:
         """Forget the changes of a handler rolled back to its savepoint."""
         self._delta = snapshot
 
-    async def save(self, conn: aiosqlite.Connection) -> None:
+    async def save(self, conn: InlineConnection) -> None:
         rows = [(t, s, *v) for (t, s), v in self._delta.items() if any(v)]
         if rows:
             await conn.executemany(_UPSERT, rows)

@@ -7,7 +7,6 @@ writer, and lets several scheduler processes share the file.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -46,10 +45,11 @@ from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
 from ..base import CommitListener
 from .boot import adopt_boot, current_boot_id
-from .connection import connect, migrate
+from .connection import connect, connect_writer, migrate
 from .errors import DatabaseUnusable
 from .explain_facts import read_explain_facts
 from .filters import filter_sql
+from .inline import InlineConnection
 from .lease_writes import Decide, LeaseWrites
 from .rows import (
     ATTEMPT_COLUMNS,
@@ -93,7 +93,7 @@ class SqliteTaskStore:
         self._clock = self.options.clock
         self._listeners: list[CommitListener] = []
         self._lock = WriteLock(path)
-        self._writer_conn: aiosqlite.Connection | None = None
+        self._writer_conn: InlineConnection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
         tasks = TaskWrites(
@@ -137,11 +137,15 @@ class SqliteTaskStore:
             ) from exc
 
     async def _open(self) -> None:
-        self._writer_conn = await connect(self.path, self.options.synchronous)
-        await migrate(self._writer_conn)
-        expired = await adopt_boot(self._writer_conn, self.options.boot_id or current_boot_id())
+        starting = await connect(self.path, self.options.synchronous)
+        try:
+            await migrate(starting)
+            expired = await adopt_boot(starting, self.options.boot_id or current_boot_id())
+        finally:
+            await starting.close()
         if expired:
             log.warning("leases of a previous boot expired", extra={"leases": expired})
+        self._writer_conn = await connect_writer(self.path, self.options.synchronous)
         self._reader = await connect(self.path, self.options.synchronous)
         self._lock.open()
         self._writer = GroupCommitWriter(
@@ -304,20 +308,19 @@ class SqliteTaskStore:
     # -- leasing ---------------------------------------------------------------------------
 
     async def claim(self, requests: Sequence[ClaimRequest]) -> ClaimOutcome:
-        # Submitted together, so that every session's claim lands in one transaction.
-        answers = await asyncio.gather(*(self._w.submit(self._claim, r) for r in requests))
-        hints = [retry_at for _, retry_at in answers if retry_at is not None]
-        return ClaimOutcome([leases for leases, _ in answers], min(hints) if hints else None)
+        # One write for the whole round: every session's claim lands in one transaction,
+        # for the cost of one queued write however many sessions ask.
+        return await self._w.submit(self._claim, list(requests))
 
     async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
         if not ends:
             return []
         return await self._w.submit(self._end, ends)
 
-    async def heartbeat(
-        self, session_id: str, lease_ids: Sequence[str], lease_ttl: Micros
-    ) -> list[str]:
-        return await self._w.submit(self._heartbeat, (session_id, lease_ids, lease_ttl))
+    async def heartbeats(
+        self, beats: Sequence[tuple[str, Sequence[str]]], lease_ttl: Micros
+    ) -> list[list[str]]:
+        return await self._w.submit(self._heartbeat, (beats, lease_ttl))
 
     async def reclaim_expired(self) -> list[EndedAttempt]:
         return await self._w.submit(self._reclaim, None)

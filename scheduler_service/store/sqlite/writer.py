@@ -20,12 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import aiosqlite
-
 from ...domain.clock import Clock
 from ...domain.model import Micros
 from .counts import CountChanges
 from .errors import storage_error
+from .inline import InlineConnection
 from .write_lock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ R = TypeVar("R")
 class Tx:
     """One write transaction as the handlers see it: the connection, its time, its revision."""
 
-    def __init__(self, conn: aiosqlite.Connection, now: Micros, mono: Micros) -> None:
+    def __init__(self, conn: InlineConnection, now: Micros, mono: Micros) -> None:
         self.conn = conn
         self.now = now
         #: The monotonic clock at the start of the transaction (lease deadlines).
@@ -99,7 +98,7 @@ class _Item:
 class GroupCommitWriter:
     def __init__(
         self,
-        conn: aiosqlite.Connection,
+        conn: InlineConnection,
         clock: Clock,
         on_commit: Callable[[int], None],
         lock: WriteLock,
@@ -167,13 +166,13 @@ class GroupCommitWriter:
             )
         kinds = {item.kind.name for item in batch}
         try:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._conn.execute_waiting("BEGIN IMMEDIATE")
             tx = Tx(self._conn, self._clock.now(), self._clock.monotonic())
             for kind, items in _group_by_kind(batch):
                 await self._apply(tx, kind, items, results, failures)
             await tx.finish()
             self._crash_if("before-commit", kinds)
-            await self._conn.execute("COMMIT")
+            await self._conn.execute_waiting("COMMIT")
             self._crash_if("after-commit", kinds)
         except BaseException as exc:  # the whole transaction is lost: fail every caller
             if isinstance(exc, sqlite3.Error):
@@ -183,7 +182,7 @@ class GroupCommitWriter:
                 log.exception("write transaction failed")
             if self._conn.in_transaction:
                 try:
-                    await self._conn.execute("ROLLBACK")
+                    await self._conn.execute_waiting("ROLLBACK")
                 except Exception:  # pragma: no cover - the connection itself is broken
                     log.exception("rollback failed")
             for item in batch:

@@ -207,10 +207,13 @@ async def test_heartbeat_extends_and_names_stale_leases(
     await store.create_tasks([spec(timeout=600_000_000)])
     [[lease]] = await take(store, claim())
     clock.advance(20)
-    assert await store.heartbeat("s1", [lease.lease_id, "gone"], TTL) == ["gone"]
+    assert await store.heartbeats([("s1", [lease.lease_id, "gone"])], TTL) == [["gone"]]
     clock.advance(20)  # 40 s after the claim, 20 s after the heartbeat: still alive
     assert await store.reclaim_expired() == []
-    assert await store.heartbeat("other-session", [lease.lease_id], TTL) == [lease.lease_id]
+    # Several beats in one write: each answered for its own session.
+    assert await store.heartbeats(
+        [("other-session", [lease.lease_id]), ("s1", [lease.lease_id]), ("s1", [])], TTL
+    ) == [[lease.lease_id], [], []]
 
 
 async def test_expired_lease_is_reclaimed_as_worker_lost(
@@ -234,7 +237,7 @@ async def test_attempt_past_its_timeout_is_reclaimed_even_with_heartbeats(
     await store.create_tasks([spec(timeout=5_000_000)])
     [[lease]] = await take(store, claim())
     clock.advance(3)
-    await store.heartbeat("s1", [lease.lease_id], TTL)
+    await store.heartbeats([("s1", [lease.lease_id])], TTL)
     clock.advance(3)
     [ended] = await store.reclaim_expired()
     assert ended.outcome == AttemptOutcome.TIMED_OUT
@@ -364,7 +367,7 @@ async def test_workers_are_listed_with_in_flight_counts(
     assert worker.in_flight == 2 and worker.slots == 4
     clock.advance(10)
     assert await store.list_workers(clock.now() - 1) == []  # no heartbeat since
-    await store.heartbeat("s1", [], TTL)
+    await store.heartbeats([("s1", [])], TTL)
     assert len(await store.list_workers(clock.now() - 1)) == 1
 
 
@@ -460,7 +463,7 @@ async def test_a_wall_clock_jump_moves_no_lease_deadline(
     clock.jump_wall(3600)  # someone sets the clock an hour ahead
     assert await store.reclaim_expired() == []
     clock.jump_wall(-7200)  # ...and two hours back
-    assert await store.heartbeat("s1", [lease.lease_id], TTL) == []
+    assert await store.heartbeats([("s1", [lease.lease_id])], TTL) == [[]]
     clock.advance(31)  # real time passes without a heartbeat: now it expires
     [ended] = await store.reclaim_expired()
     assert ended.lease_id == lease.lease_id

@@ -179,6 +179,39 @@ async def test_concurrency_key_limits_span_types(store: SqliteTaskStore) -> None
     assert len(await take(store)) == 1
 
 
+async def test_one_round_for_many_sessions_leaves_nothing_due_behind(
+    store: SqliteTaskStore,
+) -> None:
+    """A dispatch round claims for every session in one transaction and stops querying a
+    type once it is known to have nothing more; that shortcut must never starve a session
+    that could still be served."""
+    key_limits = ConcurrencyLimits(max_running=1)
+    foo = await made(store, *(spec() for _ in range(3)))
+    bar = await made(store, *(spec(type="bar") for _ in range(2)))
+    keyed = await made(
+        store, *(spec(type="baz", concurrency_key="k", key_limits=key_limits) for _ in range(2))
+    )
+    outcome = await store.claim(
+        [
+            claim("s1", types=("foo",), limit=1),  # sees 3 foo candidates, takes only 1
+            claim("s2", types=("foo",), limit=5),  # so foo is not dry yet: gets the other 2
+            claim("s3", types=("foo", "bar"), limit=5),  # foo is dry now; bar is not
+            claim("s4", types=("bar", "baz"), limit=5),  # bar dry; baz gives 1 (key limit)
+            claim("s5", types=("baz",), limit=5),  # baz's second task is held by its key
+        ]
+    )
+    got = [{lease.task_id for lease in leases} for leases in outcome.leases]
+    assert [len(ids) for ids in got] == [1, 2, 2, 1, 0], got
+    assert got[0] | got[1] == {t.id for t in foo}
+    assert got[2] == {t.id for t in bar}
+    assert got[3] <= {t.id for t in keyed}
+    # Nothing more is due within the limits: a second round leases nothing...
+    assert await take(store, claim("s6", types=("foo", "bar", "baz"), limit=10)) == []
+    # ...until the key frees up.
+    await finish(store, [lease for lease in outcome.leases[3]])
+    assert len(await take(store, claim("s6", types=("baz",), limit=10))) == 1
+
+
 async def test_explain_names_the_reason(store: SqliteTaskStore, clock: ManualClock) -> None:
     head, waiting = await made(store, spec(group="g"), spec(group="g"))
     later = (await made(store, spec(run_at=clock.now() + 60_000_000)))[0]
