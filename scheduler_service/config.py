@@ -260,7 +260,7 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         default="FULL",
         type=str.upper,
         choices=SYNCHRONOUS_LEVELS,
-        help="FULL survives power loss; NORMAL is faster but may lose the last commits",
+        help="FULL survives power loss; NORMAL may lose the last commits (see Guarantees)",
     )
     sched = p.add_argument_group("scheduling")
     sched.add_argument("--scheduler-id", default="", help="name of this process (default host-pid)")

@@ -45,11 +45,26 @@ Resp = TypeVar("Resp")
 Servicer = Any
 
 
+#: The most UTF-8 bytes of an error message sent back. Messages quote the offending value,
+#: and gRPC carries the message percent-encoded in a trailer (up to 3 bytes per byte) that
+#: the client refuses past 8 KiB: an echoed huge value would turn the precise status into
+#: an opaque RESOURCE_EXHAUSTED "metadata size exceeds soft limit".
+MAX_MESSAGE_BYTES = 1024
+
+
+def bounded(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE_BYTES` of UTF-8, marked when cut."""
+    raw = message.encode()
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    return raw[: MAX_MESSAGE_BYTES - 20].decode(errors="ignore") + "… (truncated)"
+
+
 async def _abort_for(
     exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str
 ) -> None:
     if isinstance(exc, errors.SchedulerError):
-        await context.abort(status_of(exc), exc.message)
+        await context.abort(status_of(exc), bounded(exc.message))
     reference = secrets.token_hex(4)
     log.error("unexpected error in %s", method, exc_info=exc, extra={"error_ref": reference})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")

@@ -65,9 +65,12 @@ def server_options(limits: ServerLimits) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
         # Clients and workers ping every 10 s (orchestrator_client.channel); allow it, and
-        # ping back so that a silently dead peer is noticed on this side too.
-        ("grpc.keepalive_time_ms", 10_000),
+        # ping them after 5 s without a byte from them, so that a silently dead peer is
+        # noticed on this side within 10 s (its leases then go back at once).
+        ("grpc.keepalive_time_ms", 5_000),
         ("grpc.keepalive_timeout_ms", 5_000),
+        # Any ping in flight waits this long for its answer (gRPC's default is a minute).
+        ("grpc.http2.ping_timeout_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
         # Enforcement: pings more often than every 5 s are strikes; two strikes and the
         # connection is closed (GOAWAY "too_many_pings"), so no peer can flood us with pings.
@@ -222,6 +225,20 @@ def _method_handler(
                 yield response
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, serialize)
+
+    if method.server_streaming and inspect.iscoroutinefunction(behaviour):
+        # A servicer that answers with context.write() rather than yielding (the health
+        # service's Watch): a coroutine, not an async generator.
+
+        async def unary_stream_writing(
+            raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> None:
+            rest = await admit(context)
+            request = await decode(raw, context)
+            assert behaviour is not None
+            await behaviour(request, *rest)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream_writing, None, serialize)
 
     if method.server_streaming:
 

@@ -24,7 +24,9 @@ def current_boot_id() -> str:
 
 
 async def adopt_boot(conn: aiosqlite.Connection, boot_id: str) -> int:
-    """Record ``boot_id``; if another boot was recorded, expire its leases. Answers how many."""
+    """Record ``boot_id``; if another boot was recorded, expire its leases. Answers how many.
+
+    Raises ``sqlite3.OperationalError`` when the database cannot be written."""
     await conn.execute("BEGIN IMMEDIATE")
     try:
         async with conn.execute("SELECT value FROM settings WHERE key = 'boot_id'") as cursor:
@@ -36,11 +38,13 @@ async def adopt_boot(conn: aiosqlite.Connection, boot_id: str) -> int:
                 "WHERE state = 3 RETURNING id"
             ) as cursor:
                 expired = len(list(await cursor.fetchall()))
-            await conn.execute(
-                "INSERT INTO settings (key, value) VALUES ('boot_id', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (boot_id,),
-            )
+        # Written even when unchanged: this write is also the start-up proof that the file
+        # can be written at all (SQLite opens an unwritable file read-only without a word).
+        await conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('boot_id', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (boot_id,),
+        )
         await conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -167,6 +167,19 @@ async def test_list_tasks_refuses(
     )
 
 
+async def test_a_huge_echoed_value_still_gets_its_precise_status(scheduler: InProcess) -> None:
+    """Messages quote the bad value; a huge one is cut, so that the status still arrives
+    (gRPC refuses trailers past 8 KiB, which would turn it into RESOURCE_EXHAUSTED)."""
+    huge = "é" * 20_000
+    details = await expect(
+        scheduler.tasks.ListTasks(task_service_pb2.ListTasksRequest(order_by=huge)),
+        INVALID,
+        "order_by",
+    )
+    assert details.endswith("(truncated)"), details[-40:]
+    assert len(details.encode()) <= 1024
+
+
 async def test_page_token_cannot_change_filters(scheduler: InProcess) -> None:
     for _ in range(3):
         await scheduler.tasks.CreateTask(create())
