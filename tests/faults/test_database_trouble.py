@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,34 @@ def _sizes(*paths: Path) -> int:
     return max(p.stat().st_size for p in paths if p.exists())
 
 
+async def _create_until_refused(
+    stub: TaskServiceAsyncStub,
+    make: Callable[[int], task_service_pb2.CreateTaskRequest],
+    acked: list[str],
+) -> grpc.aio.AioRpcError | None:
+    """Create big tasks (appending each acknowledged id) until a create is refused; at most
+    ~40 MB of payload, far past any limit these tests set."""
+    for i in range(len(acked), 400):
+        try:
+            acked.append((await stub.CreateTask(make(i), timeout=10)).id)
+        except grpc.aio.AioRpcError as exc:
+            return exc
+    return None
+
+
+async def _create_once_space_returns(
+    stub: TaskServiceAsyncStub, task: task_service_pb2.CreateTaskRequest
+) -> tuple[str, float]:
+    """Call as the space comes back: the first create that succeeds, and how long it took."""
+    space_back = time.monotonic()
+
+    async def create_works() -> str:
+        return (await stub.CreateTask(task, timeout=5)).id
+
+    created = await eventually(create_works, timeout=10, interval=0.05, message="a create")
+    return created, time.monotonic() - space_back
+
+
 @pytest.mark.timeout(120)
 async def test_disk_full_then_space_returns(cluster: Cluster, tmp_path: Path) -> None:
     records = tmp_path / "records"
@@ -140,14 +169,8 @@ async def test_disk_full_then_space_returns(cluster: Cluster, tmp_path: Path) ->
     limit = _sizes(database, wal, scheduler.stderr_path, scheduler.stdout_path) + 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.prlimit(scheduler.pid, resource.RLIMIT_FSIZE, (limit, hard))
-    refusal: grpc.aio.AioRpcError | None = None
     try:
-        for i in range(5, 400):  # at most ~40 MB of payload before the limit must have hit
-            try:
-                acked.append((await stub.CreateTask(big(i), timeout=10)).id)
-            except grpc.aio.AioRpcError as exc:
-                refusal = exc
-                break
+        refusal = await _create_until_refused(stub, big, acked)
         assert refusal is not None, f"no create was refused under a {limit} byte file limit"
         code, details = refusal.code(), refusal.details() or ""
         print(
@@ -176,13 +199,8 @@ async def test_disk_full_then_space_returns(cluster: Cluster, tmp_path: Path) ->
     finally:
         if scheduler.running:
             resource.prlimit(scheduler.pid, resource.RLIMIT_FSIZE, (hard, hard))
-    space_back = time.monotonic()
-
-    async def create_works() -> str:
-        return (await stub.CreateTask(big(-2), timeout=5)).id
-
-    acked.append(await eventually(create_works, timeout=10, interval=0.05, message="a create"))
-    recovered = time.monotonic() - space_back
+    created, recovered = await _create_once_space_returns(stub, big(-2))
+    acked.append(created)
     print(f"space back: a create succeeded {recovered * 1000:.0f} ms later, without a restart")
     assert recovered <= 1.0, f"a create succeeded only {recovered:.2f} s after space came back"
     assert scheduler.running, scheduler.dump()
@@ -227,26 +245,15 @@ async def test_disk_full_on_a_small_tmpfs(cluster: Cluster, tmp_path: Path) -> N
         with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
             while out.write(b"\0" * 65536):
                 pass
-        refusal: grpc.aio.AioRpcError | None = None
-        for i in range(5, 400):
-            try:
-                acked.append((await stub.CreateTask(big(i), timeout=10)).id)
-            except grpc.aio.AioRpcError as exc:
-                refusal = exc
-                break
+        refusal = await _create_until_refused(stub, big, acked)
         assert refusal is not None, "no create was refused on a full file system"
         code, details = refusal.code(), refusal.details() or ""
         print(f"\ntmpfs full at {len(acked)} tasks: {code.name}: {details}")
         got = await stub.GetTask(task_service_pb2.GetTaskRequest(id=acked[0]), timeout=5)
         assert got.id == acked[0]
         filler.unlink()
-        space_back = time.monotonic()
-
-        async def create_works() -> str:
-            return (await stub.CreateTask(big(-2), timeout=5)).id
-
-        acked.append(await eventually(create_works, timeout=10, interval=0.05, message="create"))
-        recovered = time.monotonic() - space_back
+        created, recovered = await _create_once_space_returns(stub, big(-2))
+        acked.append(created)
         print(f"space back: a create succeeded {recovered * 1000:.0f} ms later")
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, f"{code.name}: {details}"
         assert "full" in details, details
