@@ -1,0 +1,124 @@
+"""``python -m bench``: this scheduler and its peers, the same workloads, side by side.
+
+    python -m bench                       # every system, workloads A1 A2 B C, medians of 3
+    python -m bench --quick               # smaller workloads, one run: a smoke test
+    python -m bench --systems orchestrator,huey --workloads A1,B --runs 1
+
+The peers come from the ``bench`` extra (``pip install -e '.[bench]'``); Redis is Debian's
+``redis-server``, installed on first use. Every run starts the system afresh with an empty
+queue; each figure is the median over ``--runs`` runs. Ratios compare task-orchestrator
+with each peer: how many times its throughput, or how many times lower its latency.
+Workloads D (1,000,000 stored tasks) and E (1,000 worker streams) are
+``bench/store_scale.py`` and ``tests/faults/test_load.py`` (``FAULT_PROFILE=long``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.figures import Figures, median_of
+from bench.systems import SYSTEMS
+from bench.workloads import TITLES, WORKLOADS, Sizes
+
+#: For each workload, its headline figure and whether higher is better.
+HEADLINE = {
+    "A1": ("end-to-end/s", True),
+    "A2": ("end-to-end/s", True),
+    "B": ("p99 ms", False),
+    "C": ("p99 ms", False),
+}
+OURS = "orchestrator"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small workloads, one run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    workloads = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
+    for name in systems:
+        if name not in SYSTEMS:
+            parser.error(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+    for name in workloads:
+        if name not in WORKLOADS:
+            parser.error(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+    sizes = Sizes.quick() if args.quick else Sizes()
+    runs = 1 if args.quick else args.runs
+    print("$ python -m bench " + " ".join(sys.argv[1:]), flush=True)
+
+    results: dict[str, dict[str, Figures]] = {w: {} for w in workloads}
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        for name in systems:
+            workdir = Path(scratch) / name
+            workdir.mkdir()
+            system = SYSTEMS[name](workdir, workdir / "starts")
+            system.setup()
+            try:
+                for workload in workloads:
+                    measured = []
+                    for run in range(runs):
+                        system.start()
+                        try:
+                            figures = WORKLOADS[workload](system, sizes)
+                        finally:
+                            system.stop()
+                        print(f"  {system.name:<18} {workload} run {run + 1}: {_line(figures)}")
+                        measured.append(figures)
+                    results[workload][name] = median_of(measured)
+            finally:
+                system.close()
+            time.sleep(1)  # let the machine settle between systems
+
+    print()
+    for workload in workloads:
+        print(_table(workload, results[workload]))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {w: {s: f.values for s, f in by.items()} for w, by in results.items()}, indent=2
+            )
+        )
+    return 0
+
+
+def _line(figures: Figures) -> str:
+    return ", ".join(f"{name} {value:,.1f}" for name, value in figures.values.items())
+
+
+def _table(workload: str, by_system: dict[str, Figures]) -> str:
+    names = sorted({n for f in by_system.values() for n in f.values if n != "started"})
+    headline, higher_better = HEADLINE[workload]
+    ours = by_system.get(OURS)
+    lines = [f"{TITLES[workload]} (medians)", ""]
+    header = ["system", *names, f"ours vs it ({headline})"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for name, figures in by_system.items():
+        cells = [SYSTEMS[name].name]
+        for figure in names:
+            value = figures.values.get(figure)
+            cells.append("—" if value is None else f"{value:,.1f}")
+        if ours is None or name == OURS or headline not in figures.values:
+            cells.append("")
+        else:
+            mine, theirs = ours.values[headline], figures.values[headline]
+            ratio = (mine / theirs) if higher_better else (theirs / mine if mine else 0.0)
+            cells.append(f"{ratio:.1f}×")
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, figures in by_system.items():
+        for note in figures.notes:
+            lines.append(f"- {SYSTEMS[name].name}: {note}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The peers' no-op tasks and how the benchmark drives them."""
