@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from google.protobuf import struct_pb2
+
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
 from orchestrator_client.convert import (
     duration_from_micros,
@@ -34,7 +36,14 @@ def task_message(
     *,
     full: bool,
     attempts: Sequence[AttemptRecord] | None = None,
+    payload: struct_pb2.Struct | None = None,
 ) -> task_pb2.Task:
+    """The Task message of ``task``; ``full`` adds payload, result and history.
+
+    ``payload``, when given, is the task's payload already as a Struct (the create request
+    that carried it): copied as it is instead of being rebuilt from JSON, which costs more
+    than the rest of the message together.
+    """
     b = task.backoff
     message = task_pb2.Task(
         id=task.id,
@@ -81,7 +90,9 @@ def task_message(
     if task.finished_at is not None:
         message.finished_at.CopyFrom(timestamp_from_micros(task.finished_at))
     if full:
-        message.payload.CopyFrom(struct_from_json(task.payload_json))
+        message.payload.CopyFrom(
+            payload if payload is not None else struct_from_json(task.payload_json)
+        )
         if task.result_json is not None:
             message.result.CopyFrom(struct_from_json(task.result_json))
         for attempt in attempts or ():

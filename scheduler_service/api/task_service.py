@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator_client.protocol import CLIENT_METADATA_KEY
@@ -22,7 +22,7 @@ from orchestrator_client.protocol import CLIENT_METADATA_KEY
 from ..domain.clock import Clock
 from ..domain.errors import InvalidArgument, NotFound
 from ..domain.explain import Explanation
-from ..domain.model import AttemptRecord, TaskFilter, TaskRecord
+from ..domain.model import AttemptRecord, TaskFilter, TaskRecord, TaskSpec
 from ..engine.feed import ChangeFeed
 from ..engine.metrics import SchedulerMetrics
 from ..engine.tasks import TaskOperations
@@ -90,7 +90,9 @@ class TaskServicer:
             request, client=client_of(caller, context, self.limits), now=now, limits=self.limits
         )
         (task,) = await self.tasks.create([spec], ["type"])
-        return codec.task_message(task, self.clock.now(), full=True)
+        return codec.task_message(
+            task, self.clock.now(), full=True, payload=_same_payload(task, spec, request)
+        )
 
     @unary
     async def BatchCreateTasks(
@@ -116,7 +118,10 @@ class TaskServicer:
         created = await self.tasks.create(specs, fields)
         now = self.clock.now()
         return task_service_pb2.BatchCreateTasksResponse(
-            tasks=[codec.task_message(task, now, full=True) for task in created]
+            tasks=[
+                codec.task_message(task, now, full=True, payload=_same_payload(task, spec, item))
+                for task, spec, item in zip(created, specs, request.tasks, strict=True)
+            ]
         )
 
     @unary
@@ -372,3 +377,11 @@ def _filter_key(flt: TaskFilter) -> list[object]:
         flt.group,
         sorted(flt.labels.items()),
     ]
+
+
+def _same_payload(
+    task: TaskRecord, spec: TaskSpec, request: task_service_pb2.CreateTaskRequest
+) -> struct_pb2.Struct | None:
+    """The request's payload Struct when the answered task carries that payload (not an
+    earlier task returned for its idempotency key), to be copied into the answer."""
+    return request.payload if task.payload_json == spec.payload_json else None

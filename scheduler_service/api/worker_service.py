@@ -184,10 +184,10 @@ class WorkerServicer:
         # way consecutive messages share one group commit.
         writes: set[asyncio.Future[Any]] = set()
 
-        def in_background(write: Awaitable[Any]) -> None:
+        def in_background(kind: str, write: Awaitable[Any]) -> None:
             future = asyncio.ensure_future(write)  # results and heartbeats are futures already
             writes.add(future)
-            future.add_done_callback(_finished_write(writes, session))
+            future.add_done_callback(_finished_write(writes, session, kind))
 
         try:
             while True:
@@ -213,17 +213,19 @@ class WorkerServicer:
                 if kind == "results":
                     ends = [self._attempt_end(r) for r in message.results.results]
                     credit = max(0, message.results.credit)
-                    in_background(self.dispatcher.results(session, ends, credit))
+                    in_background(kind, self.dispatcher.results(session, ends, credit))
                 elif kind == "heartbeat":
                     lease_ids = list(message.heartbeat.lease_ids)
-                    in_background(self.dispatcher.heartbeat(session, lease_ids))
+                    in_background(kind, self.dispatcher.heartbeat(session, lease_ids))
                 elif kind == "credit":
                     self.dispatcher.grant(session, max(0, message.credit.slots))
                 elif kind == "draining":
                     await self.dispatcher.worker_draining(session)
                 elif kind == "progress":
                     updates = [self._progress(u) for u in message.progress.updates]
-                    in_background(self.dispatcher.progress([u for u in updates if u is not None]))
+                    in_background(
+                        kind, self.dispatcher.progress([u for u in updates if u is not None])
+                    )
                 elif kind == "hello":
                     raise InvalidArgument("hello", "sent twice on one stream")
         finally:
@@ -281,13 +283,14 @@ MAX_PROGRESS_DETAILS = 64 * 1024
 
 
 def _finished_write(
-    writes: set[asyncio.Future[Any]], session: WorkerSession
+    writes: set[asyncio.Future[Any]], session: WorkerSession, kind: str
 ) -> Callable[[asyncio.Future[Any]], None]:
     def done(future: asyncio.Future[Any]) -> None:
         writes.discard(future)
         if not future.cancelled() and (error := future.exception()) is not None:
             log.error(
-                "applying a worker's message failed: %s",
+                "applying a worker's %s failed: %s",
+                kind,
                 error,
                 exc_info=error,
                 extra={"worker_id": session.worker_id, "session_id": session.session_id},

@@ -123,7 +123,16 @@ class Dispatcher:
         self, batch: Sequence[tuple[WorkerSession, Sequence[AttemptEnd], int]]
     ) -> None:
         ends = [end for _, session_ends, _ in batch for end in session_ends]
-        ended = await self._store.end_attempts(ends) if ends else []
+        try:
+            ended = await self._store.end_attempts(ends) if ends else []
+        except Exception:
+            # The write failed (the database is full or cannot be written): these results
+            # are lost, so their leases expire and the tasks run again (at-least-once). The
+            # workers' slots are free all the same: without their credit back they would
+            # never be sent work again.
+            for session, _, credit in batch:
+                self.grant(session, credit)
+            raise
         position = 0
         for session, session_ends, credit in batch:
             mine = ended[position : position + len(session_ends)]

@@ -95,6 +95,8 @@ async def test_create_wait_get_batch_list_and_pages(cluster: Cluster) -> None:
             "sum2", {"first": 7, "second": 7}, idempotency_key="order-1"
         )
         assert repeated.id == task.id  # the first task, not a new one
+        assert dict(repeated.payload) == {"first": 1, "second": 2}  # its payload, not ours
+        assert dict(task.payload) == {"first": 1, "second": 2}
 
         done = await client.wait_for_task(task.id, timeout=WAIT)
         assert done.state == SUCCEEDED

@@ -267,6 +267,59 @@ async def test_disk_full_on_a_small_tmpfs(cluster: Cluster, tmp_path: Path) -> N
         await _run("umount", "-l", str(mount_point))
 
 
+@pytest.mark.timeout(120)
+async def test_results_that_arrive_while_writes_fail_are_run_again(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Results whose write fails are lost with it: their leases expire and the tasks run
+    again (at-least-once), and the worker's slots come back all the same, or it would never
+    be sent work again. Writes fail for sure while the WAL file is immutable (chattr +i
+    refuses writes through descriptors already open)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.fail("chattr is missing: this test needs it (e2fsprogs)")
+    records = tmp_path / "records"
+    records.mkdir()
+    scheduler = await cluster.start_scheduler("--task-types", "recorded", "--log-level", "info")
+    await cluster.start_worker(*MODULE, "--slots", "2", scheduler=scheduler)
+    stub = cluster.tasks(scheduler)
+
+    def task(i: int, sleep: float) -> task_service_pb2.CreateTaskRequest:
+        return request("recorded", {"record_dir": str(records), "sleep": sleep, "n": i})
+
+    acked = [(await stub.CreateTask(task(i, 1.0), timeout=10)).id for i in range(2)]
+
+    async def both_running() -> bool:
+        listed = await stub.ListTasks(
+            task_service_pb2.ListTasksRequest(states=[task_pb2.TASK_STATE_RUNNING]), timeout=5
+        )
+        return len(listed.tasks) == 2
+
+    await eventually(both_running, timeout=10, message="both tasks running")
+    wal = cluster.database.with_name(cluster.database.name + "-wal")
+    frozen = await _run(chattr, "+i", str(wal))
+    assert frozen.returncode == 0, frozen.stderr
+    try:
+
+        def results_lost() -> bool:
+            return "applying a worker's results failed" in scheduler.stderr()
+
+        await eventually(results_lost, timeout=10, message="the results' write failed")
+    finally:
+        thawed = await _run(chattr, "-i", str(wal))
+        assert thawed.returncode == 0, thawed.stderr
+    acked.append((await stub.CreateTask(task(2, 0.01), timeout=10)).id)
+    await _wait_all_terminal(stub, acked, timeout=30)
+    for task_id in acked:
+        done = await stub.GetTask(task_service_pb2.GetTaskRequest(id=task_id), timeout=5)
+        assert done.state == task_pb2.TASK_STATE_SUCCEEDED, done
+    report = check(
+        cluster.database, acknowledged=acked, records=records, lease_ttl=2.0,
+        require_terminal=True,
+    )  # fmt: skip
+    print(f"\nresults lost while writes failed, run again; checker ok ({report.attempts} attempts)")
+
+
 @pytest.mark.timeout(60)
 async def test_read_only_database_is_a_clear_start_up_error(
     cluster: Cluster, tmp_path: Path
