@@ -67,3 +67,6 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # aiosqlite writes a debug line per statement and per fetch: at debug level it drowned
+    # what a test's log dump is read for (connections, leases, errors).
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
