@@ -65,6 +65,8 @@ class WorkerServicer:
         self.limits = limits
         self.metrics = metrics
         self.heartbeat_interval = heartbeat_interval
+        #: Detaches started by the end of a call (kept referenced until done).
+        self._detaching: set[asyncio.Task[None]] = set()
 
     @server_stream
     async def Connect(
@@ -88,6 +90,19 @@ class WorkerServicer:
             )
         )
         await self.dispatcher.attach(session, record)
+        # The end of the call hands the worker's leases back too, not only this generator's
+        # finally block. When the worker vanishes while a message to it is being written,
+        # gRPC cancels that write rather than this generator (suspended at its yield), and
+        # drops the generator unclosed: its finally block then waits for the garbage
+        # collector. Once in CI a killed worker's task waited for its lease to expire
+        # (2 s instead of ~10 ms); this path is the likely cause, not a proven one.
+        loop = asyncio.get_running_loop()
+
+        def call_ended(_: object) -> None:
+            loop.call_soon_threadsafe(self._detach_soon, session)
+
+        # types-grpcio declares the callback as a class of its own; gRPC takes any callable.
+        context.add_done_callback(call_ended)  # type: ignore[arg-type]
         reader = asyncio.create_task(
             self._read(session, request_iterator), name=f"worker-reader-{session.session_id}"
         )
@@ -107,6 +122,13 @@ class WorkerServicer:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await self.dispatcher.detach(session)
+
+    def _detach_soon(self, session: WorkerSession) -> None:
+        if session.detached:
+            return
+        task = asyncio.create_task(self.dispatcher.detach(session), name="worker-detach")
+        self._detaching.add(task)
+        task.add_done_callback(self._detaching.discard)
 
     def _session_from_hello(
         self, message: pb.WorkerMessage, caller: Caller

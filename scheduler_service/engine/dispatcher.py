@@ -83,7 +83,11 @@ class Dispatcher:
         self.wake()
 
     async def detach(self, session: WorkerSession) -> None:
-        """The stream ended: every lease it still holds goes back to the queue."""
+        """The stream ended: every lease it still holds goes back to the queue. Once per
+        session, whoever notices first (see ``WorkerServicer.Connect``)."""
+        if session.detached:
+            return
+        session.detached = True
         session.close()
         self._sessions.pop(session.session_id, None)
         self._metrics.connected_workers.set(len(self._sessions))

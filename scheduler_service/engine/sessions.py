@@ -53,6 +53,8 @@ class WorkerSession:
     draining: bool = False
     #: The worker drained and closed its side of the stream itself (not a crash).
     left_cleanly: bool = False
+    #: Its leases were handed back (:meth:`Dispatcher.detach`).
+    detached: bool = False
     #: What to send, in order; ``None`` last, once the stream is over.
     outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from orchestrator.v1 import task_pb2, task_service_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
@@ -262,3 +263,39 @@ async def test_a_drained_worker_that_closes_cleanly_returns_leases_uncounted(
     assert back.attempts == 0  # not counted: the worker left cleanly
     assert back.attempt_history[0].outcome == task_pb2.ATTEMPT_OUTCOME_RETURNED
     await worker.close()
+
+
+async def test_a_worker_gone_while_its_leases_are_being_written_loses_them_at_once(
+    scheduler: InProcess,
+) -> None:
+    """The worker reads nothing after its welcome, so the scheduler's write of a lease
+    message bigger than the stream's flow-control window may still be in flight when the
+    worker goes away. Its leases must come back at once, not when they expire (2 s here).
+    (This passes without the end-of-call detach in WorkerServicer.Connect too: here the
+    dropped generator is collected at once; see the comment there.)"""
+    payload = struct_pb2.Struct()
+    payload.update({"pad": "x" * 900_000})
+    tasks = [(await create(scheduler, 1, payload=payload))[0] for _ in range(8)]
+    call = scheduler.workers.Connect()
+    hello = pb.WorkerHello(
+        protocol_version=WORKER_PROTOCOL_VERSION, worker_id="mute", task_types=["foo"], slots=8
+    )
+    await call.write(pb.WorkerMessage(hello=hello))
+    welcome = await read_message(call, pb.SchedulerMessage)
+    assert welcome.WhichOneof("message") == "welcome"
+
+    async def all_leased() -> bool:
+        states = [(await get(scheduler, t.id)).state for t in tasks]
+        return all(state == task_pb2.TASK_STATE_RUNNING for state in states)
+
+    await eventually(all_leased, message="all leased (their message being written)")
+    call.cancel()
+    gone = asyncio.get_running_loop().time()
+
+    async def all_back() -> bool:
+        back = (task_pb2.TASK_STATE_PENDING, task_pb2.TASK_STATE_SCHEDULED)
+        states = [(await get(scheduler, t.id)).state for t in tasks]
+        return all(state in back for state in states)
+
+    await eventually(all_back, timeout=1.5, message="the leases back before they expire")
+    assert asyncio.get_running_loop().time() - gone < 1.5
