@@ -354,8 +354,29 @@ def _result_problem(raw: bytes, limit: int) -> str:
     return ""
 
 
+#: The most bytes of leases in one message: gRPC's default receive limit in every language
+#: is 4 MiB, and a worker's slots times payloads of up to 1 MiB can far exceed it (a message
+#: over the limit costs the worker its stream). A lease bigger than this goes alone.
+LEASE_MESSAGE_BYTES = 4 * 1024 * 1024 - 64 * 1024
+
+
+def _lease_batches(leases: Sequence[pb.Lease]) -> list[list[pb.Lease]]:
+    """``leases`` in order, in batches of at most :data:`LEASE_MESSAGE_BYTES`."""
+    batches: list[list[pb.Lease]] = [[]]
+    size = 0
+    for lease in leases:
+        n = lease.ByteSize() + 8  # the field's tag and length
+        if batches[-1] and size + n > LEASE_MESSAGE_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(lease)
+        size += n
+    return [batch for batch in batches if batch]
+
+
 def _coalesce(items: Sequence[Outgoing]) -> list[pb.SchedulerMessage]:
-    """Merge queued outgoing items into at most one message of each kind."""
+    """Merge queued outgoing items into at most one message of each kind (leases into as
+    few as fit under :data:`LEASE_MESSAGE_BYTES` each)."""
     acks: list[pb.ResultAck] = []
     cancels: list[str] = []
     cancel_reason = ""
@@ -386,8 +407,8 @@ def _coalesce(items: Sequence[Outgoing]) -> list[pb.SchedulerMessage]:
     messages = []
     if acks:
         messages.append(pb.SchedulerMessage(acks=pb.ResultAcks(acks=acks)))
-    if leases:
-        messages.append(pb.SchedulerMessage(leases=pb.LeaseBatch(leases=leases)))
+    for batch in _lease_batches(leases):
+        messages.append(pb.SchedulerMessage(leases=pb.LeaseBatch(leases=batch)))
     # After the leases: a cancel may name a lease granted in the same breath.
     if cancels:
         messages.append(

@@ -299,3 +299,20 @@ async def test_a_worker_gone_while_its_leases_are_being_written_loses_them_at_on
 
     await eventually(all_back, timeout=1.5, message="the leases back before they expire")
     assert asyncio.get_running_loop().time() - gone < 1.5
+
+
+async def test_big_leases_are_split_across_messages_a_default_client_accepts(
+    scheduler: InProcess,
+) -> None:
+    """Eight leases of 900 KB payloads, granted in one round, would make one 7 MB message;
+    a client with gRPC's default 4 MiB receive limit (this test's channel, and most
+    languages' default) would lose its stream over it. They come in several messages."""
+    payload = struct_pb2.Struct()
+    payload.update({"pad": "x" * 900_000})
+    tasks = [(await create(scheduler, 1, payload=payload))[0] for _ in range(8)]
+    worker = ScriptedWorker(scheduler, slots=8)
+    await worker.welcome()
+    await eventually(lambda: len(worker.leases) == 8, message="all eight leases")
+    assert {lease.task_id for lease in worker.leases} == {t.id for t in tasks}
+    assert worker.lease_messages >= 2
+    await worker.close()
