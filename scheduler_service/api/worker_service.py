@@ -65,8 +65,8 @@ class WorkerServicer:
         self.limits = limits
         self.metrics = metrics
         self.heartbeat_interval = heartbeat_interval
-        #: Detaches started by the end of a call (kept referenced until done).
-        self._detaching: set[asyncio.Task[None]] = set()
+        #: Streams being ended, by session id (see :meth:`_ending`).
+        self._ends: dict[str, asyncio.Task[None]] = {}
 
     @server_stream
     async def Connect(
@@ -96,16 +96,16 @@ class WorkerServicer:
         # drops the generator unclosed: its finally block then waits for the garbage
         # collector. Once in CI a killed worker's task waited for its lease to expire
         # (2 s instead of ~10 ms); this path is the likely cause, not a proven one.
-        loop = asyncio.get_running_loop()
-
-        def call_ended(_: object) -> None:
-            loop.call_soon_threadsafe(self._detach_soon, session)
-
-        # types-grpcio declares the callback as a class of its own; gRPC takes any callable.
-        context.add_done_callback(call_ended)  # type: ignore[arg-type]
         reader = asyncio.create_task(
             self._read(session, request_iterator), name=f"worker-reader-{session.session_id}"
         )
+        loop = asyncio.get_running_loop()
+
+        def call_ended(_: object) -> None:
+            loop.call_soon_threadsafe(self._ending, session, reader)
+
+        # types-grpcio declares the callback as a class of its own; gRPC takes any callable.
+        context.add_done_callback(call_ended)  # type: ignore[arg-type]
         try:
             closed = False
             while not closed:
@@ -119,16 +119,27 @@ class WorkerServicer:
                 for message in _coalesce([item for item in items if item is not None]):
                     yield message
         finally:
+            await asyncio.shield(self._ending(session, reader))
+
+    def _ending(self, session: WorkerSession, reader: asyncio.Task[None]) -> asyncio.Task[None]:
+        """The end of a stream, started once by whichever comes first (this generator's
+        finally block or the end of the call): stop reading, let the results already read
+        be applied (the reader waits for them), then hand back the leases still held. In
+        this order, or results that had arrived would be refused; and once, or a second
+        cancel would cut the reader's wait for those results short."""
+        task = self._ends.get(session.session_id)
+        if task is None:
+            task = asyncio.create_task(self._end(session, reader), name="worker-stream-end")
+            self._ends[session.session_id] = task
+        return task
+
+    async def _end(self, session: WorkerSession, reader: asyncio.Task[None]) -> None:
+        try:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await self.dispatcher.detach(session)
-
-    def _detach_soon(self, session: WorkerSession) -> None:
-        if session.detached:
-            return
-        task = asyncio.create_task(self.dispatcher.detach(session), name="worker-detach")
-        self._detaching.add(task)
-        task.add_done_callback(self._detaching.discard)
+        finally:
+            self._ends.pop(session.session_id, None)
 
     def _session_from_hello(
         self, message: pb.WorkerMessage, caller: Caller
