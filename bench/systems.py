@@ -221,10 +221,58 @@ class Orchestrator(System):
         self._run(work())
 
 
-# -- Huey on SQLite ------------------------------------------------------------------------
+# -- the peers ------------------------------------------------------------------------------
 
 
-class Huey(System):
+class Peer(System):
+    """A Python task queue whose client enqueues one task per call, from this process."""
+
+    @abstractmethod
+    def enqueue(self, created: float) -> None:
+        """One task, due now."""
+
+    def start_workers(self, name: str, args: Sequence[str], ready: str, count: int = 1) -> None:
+        """Start the peer's worker command; ready once its log says ``ready`` ``count``
+        times."""
+        workers = self.spawn(name, args)
+
+        def started() -> bool:
+            self.check_alive()
+            return workers.output().count(ready) >= count
+
+        wait_until(started, 60, f"{name} workers ready")
+
+    def create_single(self, count: int, inflight: int) -> tuple[float, float]:
+        first = time.time()
+        for _ in range(count):
+            self.enqueue(time.time())
+        return first, time.time()
+
+    def create_paced(self, count: int, rate: float) -> None:
+        for instant in paced(count, rate):
+            sleep_until(instant)
+            self.enqueue(time.time())
+
+
+class RedisPeer(Peer):
+    """A peer on the in-memory Redis server this bench starts (once, flushed per run)."""
+
+    storage = "Redis in memory (not durable)"
+
+    def setup(self) -> None:
+        import os
+
+        self.redis = RedisServer(self.workdir)
+        os.environ["BENCH_REDIS_URL"] = self.redis.url  # read by the app modules at import
+
+    def close(self) -> None:
+        self.redis.stop()
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "BENCH_REDIS_URL": self.redis.url}
+
+
+class Huey(Peer):
     name = "Huey (SQLite)"
     storage = "SQLite (Huey's defaults)"
     bulk = "none: one call per task"
@@ -244,85 +292,47 @@ class Huey(System):
 
     def start(self) -> None:
         self.huey.flush()  # an empty queue and schedule for each run
-        consumer = self.spawn(
+        self.start_workers(
             "huey",
             [
                 executable("huey_consumer"), "bench.peers.huey_app.huey",
                 "--workers", str(WORKERS), "--worker-type", "process",
             ],
+            ready="started",
         )  # fmt: skip
 
-        def ready() -> bool:
-            self.check_alive()
-            return "started" in consumer.output()
-
-        wait_until(ready, 30, "huey consumer started")
-
-    def create_single(self, count: int, inflight: int) -> tuple[float, float]:
-        first = time.time()
-        for _ in range(count):
-            self.task(time.time())
-        return first, time.time()
-
-    def create_paced(self, count: int, rate: float) -> None:
-        for instant in paced(count, rate):
-            sleep_until(instant)
-            self.task(time.time())
+    def enqueue(self, created: float) -> None:
+        self.task(created)
 
     def create_due(self, dues: Sequence[float]) -> None:
         for due in dues:
             self.task.schedule(args=(time.time(), due), eta=_utc(due))
 
 
-# -- Dramatiq on Redis --------------------------------------------------------------------
-
-
-class Dramatiq(System):
+class Dramatiq(RedisPeer):
     name = "Dramatiq (Redis)"
-    storage = "Redis in memory (not durable)"
     bulk = "none: one call per task"
 
     def setup(self) -> None:
-        import os
-
-        self.redis = RedisServer(self.workdir)
-        os.environ["BENCH_REDIS_URL"] = self.redis.url  # read by the app module at import
+        super().setup()
         from bench.peers import dramatiq_app
 
         self.actor = dramatiq_app.noop
 
-    def close(self) -> None:
-        self.redis.stop()
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "BENCH_REDIS_URL": self.redis.url}
-
     def start(self) -> None:
         self.redis.flush()
-        workers = self.spawn(
+        self.start_workers(
             "dramatiq",
             [
                 executable("dramatiq"), "bench.peers.dramatiq_app",
                 "--processes", str(WORKERS),  # and its default 8 threads each
             ],
+            ready="ready for action",
+            count=WORKERS,
         )  # fmt: skip
 
-        def ready() -> bool:
-            self.check_alive()
-            return workers.output().count("ready for action") >= WORKERS
-
-        wait_until(ready, 30, "dramatiq workers ready")
-
-    def create_single(self, count: int, inflight: int) -> tuple[float, float]:
-        first = time.time()
-        for _ in range(count):
-            self.actor.send(time.time())
-        return first, time.time()
-
-    def create_paced(self, count: int, rate: float) -> None:
-        for instant in paced(count, rate):
-            sleep_until(instant)
-            self.actor.send(time.time())
+    def enqueue(self, created: float) -> None:
+        self.actor.send(created)
 
     def create_due(self, dues: Sequence[float]) -> None:
         for due in dues:
@@ -330,51 +340,30 @@ class Dramatiq(System):
             self.actor.send_with_options(args=(now, due), delay=int((due - now) * 1000))
 
 
-# -- Celery on Redis ----------------------------------------------------------------------
-
-
-class Celery(System):
+class Celery(RedisPeer):
     name = "Celery (Redis)"
-    storage = "Redis in memory (not durable)"
     bulk = "group().apply_async()"
 
     def setup(self) -> None:
-        import os
-
-        self.redis = RedisServer(self.workdir)
-        os.environ["BENCH_REDIS_URL"] = self.redis.url  # read by the app module at import
+        super().setup()
         from bench.peers import celery_app
 
         self.task = celery_app.noop
 
-    def close(self) -> None:
-        self.redis.stop()
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "BENCH_REDIS_URL": self.redis.url}
-
     def start(self) -> None:
         self.redis.flush()
-        workers = self.spawn(
+        self.start_workers(
             "celery",
             [
                 executable("celery"), "-A", "bench.peers.celery_app", "worker",
                 "--concurrency", str(WORKERS), "--pool", "prefork", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
+            ready="ready.",
         )  # fmt: skip
 
-        def ready() -> bool:
-            self.check_alive()
-            return "ready." in workers.output()
-
-        wait_until(ready, 60, "celery worker ready")
-
-    def create_single(self, count: int, inflight: int) -> tuple[float, float]:
-        first = time.time()
-        for _ in range(count):
-            self.task.delay(time.time())
-        return first, time.time()
+    def enqueue(self, created: float) -> None:
+        self.task.delay(created)
 
     def create_bulk(self, count: int, batch: int) -> tuple[float, float]:
         from celery import group
@@ -384,11 +373,6 @@ class Celery(System):
             now = time.time()
             group(self.task.s(now) for _ in range(min(batch, count - start))).apply_async()
         return first, time.time()
-
-    def create_paced(self, count: int, rate: float) -> None:
-        for instant in paced(count, rate):
-            sleep_until(instant)
-            self.task.delay(time.time())
 
     def create_due(self, dues: Sequence[float]) -> None:
         for due in dues:
