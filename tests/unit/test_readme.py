@@ -25,4 +25,4 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
     assert command in readme
-    assert command.replace("pip install -e", "pip install -q -e") in ci
+    assert command in ci.splitlines(), "CI must run the README's test command verbatim"
