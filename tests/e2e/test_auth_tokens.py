@@ -149,7 +149,7 @@ async def test_the_python_client_and_taskctl_carry_the_token(
 ) -> None:
     address = people["alice"].address
     await cluster.start_worker(wait=False, extra_env={"ORCHESTRATOR_TOKEN": WORKER})
-    await wait_for_worker(people["admin"], cluster.workers[-1].name)
+    await people["admin"].wait_for_worker(cluster.workers[-1].name)
 
     def with_client() -> task_pb2.Task:
         with Client(address, token=ALICE, client_id="pretend-to-be-bob") as client:
@@ -185,24 +185,12 @@ async def test_the_python_client_and_taskctl_carry_the_token(
     assert denied.returncode == 3 and "PERMISSION_DENIED" in denied.stderr
 
 
-async def wait_for_worker(admin: Credentials, worker_id: str) -> None:
-    stub = admin.admin()
-
-    async def connected() -> bool:
-        answer = await stub.ListWorkers(
-            admin_service_pb2.ListWorkersRequest(), metadata=admin.metadata
-        )
-        return any(w.id == worker_id for w in answer.workers)
-
-    await eventually(connected, timeout=20, message=f"worker {worker_id} connected")
-
-
 async def test_workers_need_a_worker_token(cluster: Cluster) -> None:
     scheduler = await start(cluster)
     admin = Credentials(scheduler.grpc_address, token=ADMIN)
     try:
         good = await cluster.start_worker(wait=False, extra_env={"ORCHESTRATOR_TOKEN": WORKER})
-        await wait_for_worker(admin, good.name)
+        await admin.wait_for_worker(good.name)
         for env in ({}, {"ORCHESTRATOR_TOKEN": ALICE}, {"ORCHESTRATOR_TOKEN": WRONG}):
             refused = await cluster.start_worker(wait=False, extra_env=env)
             assert await refused.wait_async(30) == 1, refused.dump()
@@ -427,7 +415,7 @@ async def test_metrics_need_the_admin_token_and_tokens_never_reach_the_logs(
         )
         await credentials.close()
     admin = Credentials(scheduler.grpc_address, token=ADMIN)
-    await wait_for_worker(admin, worker.name)
+    await admin.wait_for_worker(worker.name)
     await admin.close()
     scheduler.terminate()
     worker.terminate()

@@ -18,7 +18,6 @@ from tests.support.clis import grpcurl_path, taskctl_command
 from tests.support.cluster import Cluster
 from tests.support.commands import CommandResult, clean_environment, run_command
 from tests.support.pki import CertificateAuthority, Pair
-from tests.support.polling import eventually
 from tests.support.processes import SchedulerProcess
 from tests.support.secure import Credentials, tls_config, write_tokens
 
@@ -58,18 +57,6 @@ async def taskctl(address: str, *args: str, env: dict[str, str] | None = None) -
     return await run_command([*base, *args], within=60, env=env)
 
 
-async def wait_for_worker(admin: Credentials, worker_id: str) -> None:
-    stub = admin.admin()
-
-    async def connected() -> bool:
-        answer = await stub.ListWorkers(
-            admin_service_pb2.ListWorkersRequest(), metadata=admin.metadata
-        )
-        return any(w.id == worker_id for w in answer.workers)
-
-    await eventually(connected, timeout=20, message=f"worker {worker_id} connected")
-
-
 def https_get(url: str, ca: Path, pair: Pair | None, token: str | None = None) -> int:
     context = ssl.create_default_context(cafile=str(ca))
     if pair is not None:
@@ -97,7 +84,7 @@ async def test_mutual_tls_end_to_end(cluster: Cluster) -> None:
             *client_flags(pki, pki.worker), "--tls-server-name", "localhost",
             worker_id="claimed-id", wait=False,
         )  # fmt: skip
-        await wait_for_worker(admin, "tls-worker")
+        await admin.wait_for_worker("tls-worker")
         workers = await admin.admin().ListWorkers(admin_service_pb2.ListWorkersRequest())
         assert [w.id for w in workers.workers] == ["tls-worker"], worker.dump()
 
@@ -174,7 +161,7 @@ async def test_tls_with_tokens_for_worker_taskctl_and_grpcurl(cluster: Cluster) 
             *trust, worker_id="token-worker", wait=False,
             extra_env={"ORCHESTRATOR_TOKEN": "tls-worker-token-0123456789"},
         )  # fmt: skip
-        await wait_for_worker(admin, "token-worker")  # a token keeps the hello's id
+        await admin.wait_for_worker("token-worker")  # a token keeps the hello's id
 
         env = clean_environment(ORCHESTRATOR_TOKEN="tls-client-token-0123456789")
         made = await taskctl(

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from orchestrator.v1 import admin_service_pb2_grpc, task_service_pb2_grpc
+from orchestrator.v1 import admin_service_pb2, admin_service_pb2_grpc, task_service_pb2_grpc
 from orchestrator_client.channel import TlsConfig, call_metadata, open_channel
 
 from .pki import Pair, write_private
+from .polling import eventually
 
 if TYPE_CHECKING:  # the async stub classes exist only in the generated .pyi files
     from orchestrator.v1.admin_service_pb2_grpc import AdminServiceAsyncStub
@@ -54,6 +55,18 @@ class Credentials:
 
     def admin(self) -> AdminServiceAsyncStub:
         return admin_service_pb2_grpc.AdminServiceStub(self.channel())
+
+    async def wait_for_worker(self, worker_id: str) -> None:
+        """Until ``worker_id`` is connected, as ListWorkers (for an admin) says."""
+        stub = self.admin()
+
+        async def connected() -> bool:
+            answer = await stub.ListWorkers(
+                admin_service_pb2.ListWorkersRequest(), metadata=self.metadata
+            )
+            return any(w.id == worker_id for w in answer.workers)
+
+        await eventually(connected, timeout=20, message=f"worker {worker_id} connected")
 
     async def close(self) -> None:
         for channel in self._channels:
