@@ -71,6 +71,10 @@ class Subscription:
             async for change in self._catch_up(self._since):
                 yield change
         self._feed.notify()  # pick up anything committed while this watcher was joining
+        # This process's feed may lag behind the revision the client asked to start after
+        # (another scheduler process committed it, and a read here saw it before this feed
+        # did): what the feed then reads up to that revision was promised not to come.
+        floor: Cursor | None = None if self._since is None else (self._since, END_OF_REVISION)
         while True:
             item = await self._queue.get()
             if item is None:
@@ -78,6 +82,8 @@ class Subscription:
                     f"watcher fell more than {self._max_queue} changes behind; resume with "
                     "since_revision set to the last revision received"
                 )
+            if floor is not None and (item.revision, item.task_id) <= floor:
+                continue
             yield item
 
     async def _catch_up(self, since: int) -> AsyncIterator[Change]:
