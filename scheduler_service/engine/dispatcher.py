@@ -1,11 +1,13 @@
 """Dispatcher: hands due tasks to connected workers and takes their results.
 
-One dispatch loop per scheduler process. It sleeps until something may have changed,
-then claims work for every session with free credit in one store call (so one
-transaction), and pushes each session its leases as one message. It wakes on:
+Dispatch runs in rounds, one at a time per scheduler process: a round claims work for
+every session with free credit in one store call (so one transaction) and pushes each
+session its leases. A round starts the moment something may have changed (:meth:`wake`),
+and once more after the one in flight if that happens meanwhile:
 
-- a local commit (new task, retry, a task back in the queue) — via :meth:`wake`;
-- credit granted by a worker;
+- a create of work due now — before it is written, so the claim joins its transaction;
+- a worker's results, which give back credit — the claim joins the results' transaction;
+- credit granted alone, a local commit (a retry, a task back in the queue);
 - the next queued task becoming due (a timer, not a poll);
 - another scheduler process committing to the shared database (a cheap
   ``PRAGMA data_version`` check every ``poll_interval``).
@@ -34,6 +36,12 @@ from .sessions import SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
 log = logging.getLogger(__name__)
 
 
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -52,9 +60,13 @@ class Dispatcher:
         self.lease_ttl = lease_ttl
         self._poll_interval = poll_interval
         self._sessions: dict[str, WorkerSession] = {}
-        self._wakeup = asyncio.Event()
         self._stopping = False
-        self._results = Coalescer("results", self._apply_results)
+        self._round: asyncio.Task[None] | None = None
+        self._again = False
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._results: Coalescer[tuple[WorkerSession, Sequence[AttemptEnd]]] = Coalescer(
+            "results", self._apply_results
+        )
         self._beats = Coalescer("heartbeats", self._apply_heartbeats)
 
     # -- sessions ----------------------------------------------------------------------------
@@ -119,26 +131,29 @@ class Dispatcher:
     def results(
         self, session: WorkerSession, ends: Sequence[AttemptEnd], credit: int
     ) -> asyncio.Future[None]:
-        """Apply a worker's results, acknowledge them, take back its credit. Every stream's
-        results wait for one store call together; the future says when these are done."""
-        return self._results.add((session, ends, credit))
+        """Take back a worker's credit, apply its results and acknowledge them. Every
+        stream's results wait for one store call together; the future says when these are
+        done.
+
+        The credit counts at once, before the results are written: the worker's slots are
+        already free, and the claim for them then joins the transaction that writes the
+        results (claims run last in it), so a busy worker's next tasks leave one commit
+        after its results arrive, not two. Should that write fail, the results are lost
+        (their leases expire and the tasks run again, at-least-once) but the slots are
+        free all the same.
+        """
+        self.grant(session, credit)
+        if not ends:
+            return _done()
+        return self._results.add((session, ends))
 
     async def _apply_results(
-        self, batch: Sequence[tuple[WorkerSession, Sequence[AttemptEnd], int]]
+        self, batch: Sequence[tuple[WorkerSession, Sequence[AttemptEnd]]]
     ) -> None:
-        ends = [end for _, session_ends, _ in batch for end in session_ends]
-        try:
-            ended = await self._store.end_attempts(ends) if ends else []
-        except Exception:
-            # The write failed (the database is full or cannot be written): these results
-            # are lost, so their leases expire and the tasks run again (at-least-once). The
-            # workers' slots are free all the same: without their credit back they would
-            # never be sent work again.
-            for session, _, credit in batch:
-                self.grant(session, credit)
-            raise
+        ends = [end for _, session_ends in batch for end in session_ends]
+        ended = await self._store.end_attempts(ends)
         position = 0
-        for session, session_ends, credit in batch:
+        for session, session_ends in batch:
             mine = ended[position : position + len(session_ends)]
             position += len(session_ends)
             for item in mine:
@@ -154,7 +169,6 @@ class Dispatcher:
                     )
             if mine:
                 session.send(SendAcks(mine))
-            self.grant(session, credit)
 
     async def progress(self, updates: Sequence[ProgressUpdate]) -> None:
         await self._store.report_progress(updates)
@@ -202,31 +216,63 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wakeup.set()
+        """Something may have changed: run a dispatch round now (or once more, after the
+        one in flight).
+
+        The round starts in this very tick rather than from a loop waiting on an event:
+        woken by a worker's results, its claim then reaches the writer alongside those
+        results and both land in one transaction (see :meth:`results`).
+        """
+        if self._stopping:
+            return
+        if self._round is not None and not self._round.done():
+            self._again = True
+            return
+        self._round = asyncio.get_running_loop().create_task(self._rounds(), name="dispatch")
 
     async def run(self) -> None:
-        version = await self._store.data_version()
-        next_due: Micros | None = None
-        while not self._stopping:
-            timeout = self._poll_interval
-            if next_due is not None:
-                timeout = min(timeout, max(0.0, (next_due - self._clock.now()) / 1e6))
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
+        """Watch for other scheduler processes' commits (a cheap ``PRAGMA data_version``
+        every ``poll_interval``); local changes, credit and due times wake rounds
+        directly. Cancelled at shutdown, it stops the rounds and the due timer."""
+        try:
+            version = await self._store.data_version()
+            self.wake()
+            while not self._stopping:
+                await asyncio.sleep(self._poll_interval)  # a poll of other processes
                 now_version = await self._store.data_version()
-                due = next_due is not None and next_due <= self._clock.now()
-                if now_version == version and not due:
-                    continue
-                version = now_version
-            self._wakeup.clear()
-            if self._stopping:
-                return
+                if now_version != version:
+                    version = now_version
+                    self.wake()
+        finally:
+            self._stopping = True
+            self._set_due_timer(None)
+            if self._round is not None:
+                self._round.cancel()
+
+    async def _rounds(self) -> None:
+        while True:
+            self._again = False
             try:
                 next_due = await self._dispatch()
             except Exception:
                 log.exception("dispatch round failed; retrying")
                 await asyncio.sleep(self._poll_interval)
+                self._again = True
+                next_due = None
+            if self._stopping:
+                return
+            self._set_due_timer(next_due)
+            if not self._again:
+                return
+
+    def _set_due_timer(self, due: Micros | None) -> None:
+        """Wake when the next queued task becomes due: a timer, not a poll."""
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if due is not None and not self._stopping:
+            delay = max(0.0, (due - self._clock.now()) / 1e6)
+            self._due_timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def _dispatch(self) -> Micros | None:
         """One claim for every session that wants work, in one store call.
@@ -278,7 +324,7 @@ class Dispatcher:
     async def drain(self, grace: float) -> None:
         """Ask every worker to finish or return what it holds, waiting up to ``grace``."""
         self._stopping = True
-        self.wake()
+        self._set_due_timer(None)
         for session in self._sessions.values():
             session.draining = True
             session.send(SendDrain(int(grace * 1e6), "scheduler shutting down"))

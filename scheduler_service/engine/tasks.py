@@ -2,7 +2,8 @@
 
 Creates go to the store (acknowledged after commit); deleting or cancelling a running
 task also tells its worker to stop. The dispatcher and the change feed learn of every
-commit through the store's commit listener, so nothing here has to poke them.
+commit through the store's commit listener; a create of work due now also wakes the
+dispatcher before it is written, so that the claim joins the create's transaction.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class TaskOperations:
     async def create(self, specs: Sequence[TaskSpec], fields: Sequence[str]) -> list[TaskRecord]:
         """Create tasks atomically; ``fields`` names each spec's type field for errors."""
         await self._types.require(zip(fields, (s.type for s in specs), strict=True))
+        now = self._clock.now()
+        if any(s.run_at is None or s.run_at <= now for s in specs):
+            # A round started now submits its claim beside this create, and claims run last
+            # in a transaction: the task can be leased in the commit that creates it.
+            self._dispatcher.wake()
         created = await self._store.create_tasks(specs)
         for task, is_new in created:
             if is_new:

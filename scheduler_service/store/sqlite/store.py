@@ -112,7 +112,7 @@ class SqliteTaskStore:
         self._delete_matching = WriteKind("delete_matching", tasks.delete_matching)
         self._cancel = WriteKind("cancel", tasks.cancel)
         self._retry = WriteKind("retry", tasks.retry)
-        self._claim = WriteKind("claim", leases.claim)
+        self._claim = WriteKind("claim", leases.claim, last=True)
         self._end = WriteKind("end", leases.end)
         self._heartbeat = WriteKind("heartbeat", leases.heartbeat)
         self._reclaim = WriteKind("reclaim", leases.reclaim_expired)

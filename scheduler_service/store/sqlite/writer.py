@@ -80,10 +80,17 @@ Handler = Callable[[Tx, Sequence[A]], Awaitable[Sequence[R]]]
 
 @dataclass(frozen=True)
 class WriteKind(Generic[A, R]):
-    """A kind of write: its handler takes a batch of arguments, answers one result each."""
+    """A kind of write: its handler takes a batch of arguments, answers one result each.
+
+    A ``last`` kind runs after every other kind in its transaction. Claims are: they then
+    see the tasks the same transaction created and the slots (of groups, of concurrency
+    limits) its ends freed, so a task can be created and leased, or a worker's result
+    taken and its next task leased, in one commit rather than two.
+    """
 
     name: str
     handler: Handler[A, R]
+    last: bool = False
 
 
 @dataclass
@@ -260,7 +267,8 @@ class GroupCommitWriter:
 
 
 def _group_by_kind(batch: list[_Item]) -> list[tuple[WriteKind[Any, Any], list[_Item]]]:
+    """The batch by kind, in order of first arrival, ``last`` kinds at the end."""
     groups: dict[str, tuple[WriteKind[Any, Any], list[_Item]]] = {}
     for item in batch:
         groups.setdefault(item.kind.name, (item.kind, []))[1].append(item)
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda group: group[0].last)
