@@ -62,27 +62,15 @@ async def timed(label: str, call: Callable[[], Awaitable[object]], repeat: int) 
     print(f"{label:<44} p50 {statistics.median(samples):8.2f} ms   p99 {p99:8.2f} ms")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--database", default="")
-    args = parser.parse_args()
-
-    path = args.database or os.path.join(tempfile.mkdtemp(), "scale.db")
-    store = SqliteTaskStore(path, SqliteOptions())
-    await store.open()
+async def fill(store: SqliteTaskStore, tasks: int, now: int) -> float:
+    """Create ``tasks`` tasks through the store's batched create path, then spread them over
+    states the way a long-lived system has them; answers the create rate (tasks/s)."""
     await store.register_task_types(TYPES)
-    now = time.time_ns() // 1000
     started = time.perf_counter()
     batch = 1000
-    for start in range(0, args.tasks, batch):
-        await store.create_tasks(
-            [spec(i, now) for i in range(start, min(args.tasks, start + batch))]
-        )
-    fill = time.perf_counter() - started
-    rate = args.tasks / fill
-    print(f"created {args.tasks:,} tasks in {fill:.1f} s ({rate:,.0f}/s, batches of {batch})")
+    for start in range(0, tasks, batch):
+        await store.create_tasks([spec(i, now) for i in range(start, min(tasks, start + batch))])
+    rate = tasks / (time.perf_counter() - started)
 
     # Setup only: most tasks finished, some failed or cancelled (like a long-lived system).
     conn = store._writer_conn
@@ -101,6 +89,22 @@ async def main() -> None:
         "sum(state = 5 AND attempts >= max_attempts) FROM tasks GROUP BY type, state"
     )
     await conn.execute("COMMIT")
+    return rate
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--database", default="")
+    args = parser.parse_args()
+
+    path = args.database or os.path.join(tempfile.mkdtemp(), "scale.db")
+    store = SqliteTaskStore(path, SqliteOptions())
+    await store.open()
+    now = time.time_ns() // 1000
+    rate = await fill(store, args.tasks, now)
+    print(f"created {args.tasks:,} tasks ({rate:,.0f}/s, batches of 1,000)")
 
     ids = [
         t.id

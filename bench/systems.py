@@ -107,12 +107,19 @@ class Orchestrator(System):
     storage = "SQLite, fsync per commit (durable)"
     bulk = "BatchCreateTasks"
 
+    #: Start on the database as it is (workload D fills it first) rather than afresh.
+    keep_database = False
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "orchestrator.db"
+
     def start(self) -> None:
         import sys
 
         port = free_port()
         self.target = f"127.0.0.1:{port}"
-        self.spawn(
+        self.scheduler = self.spawn(
             "scheduler",
             [
                 sys.executable, "-m", "scheduler_service",
@@ -152,10 +159,10 @@ class Orchestrator(System):
         wait_until(ready, 30, "task-orchestrator workers connected")
 
     def _fresh_database(self) -> Path:
-        database = self.workdir / "orchestrator.db"
-        for path in self.workdir.glob("orchestrator.db*"):
-            path.unlink()
-        return database
+        if not self.keep_database:
+            for path in self.workdir.glob("orchestrator.db*"):
+                path.unlink()
+        return self.database
 
     def _run(self, work: Any) -> Any:
         return asyncio.run(work)

@@ -8,6 +8,8 @@
   start, p50 and p99.
 - **C** punctuality: 200 tasks due 2-5 s ahead; start minus due, p50 and p99, and how many
   started early.
+- **D** scale (task-orchestrator only): :mod:`bench.scale`, 1,000,000 stored tasks.
+- **E** fan-out (task-orchestrator only): :mod:`bench.fanout`, 1,000 worker streams.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.fanout import fanout
 from bench.figures import Figures, percentile
 from bench.processes import wait_until
+from bench.scale import prepare, scale
 from bench.starts import Start, read_starts
-from bench.systems import System
+from bench.systems import Orchestrator, System
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,26 @@ class Sizes:
     latency_tasks: int = 500
     latency_rate: float = 50.0
     punctuality_tasks: int = 200
+    scale_tasks: int = 1_000_000
+    scale_repeat: int = 25
+    fanout_streams: int = 1000
+    fanout_processes: int = 4
+    fanout_rate: int = 1000
+    fanout_seconds: float = 20.0
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(throughput_tasks=2_000, latency_tasks=100, punctuality_tasks=50)
+        return cls(
+            throughput_tasks=2_000,
+            latency_tasks=100,
+            punctuality_tasks=50,
+            scale_tasks=50_000,
+            scale_repeat=5,
+            fanout_streams=200,
+            fanout_processes=2,
+            fanout_rate=500,
+            fanout_seconds=5.0,
+        )
 
 
 def _count(directory: Path) -> int:
@@ -101,16 +121,84 @@ def punctuality(system: System, sizes: Sizes) -> Figures:
     return figures
 
 
-WORKLOADS: dict[str, Callable[[System, Sizes], Figures]] = {
-    "A1": lambda system, sizes: throughput(system, sizes, bulk=False),
-    "A2": lambda system, sizes: throughput(system, sizes, bulk=True),
-    "B": latency,
-    "C": punctuality,
-}
+def _orchestrator(system: System) -> Orchestrator:
+    if not isinstance(system, Orchestrator):
+        raise TypeError(f"{system.name}: this workload is task-orchestrator's only")
+    return system
 
-TITLES = {
-    "A1": "A1 throughput, one call per task",
-    "A2": "A2 throughput, bulk",
-    "B": "B create→start latency, idle, 50/s",
-    "C": "C punctuality, due 2-5 s ahead (start − due)",
+
+def scale_prepare(system: System, sizes: Sizes) -> None:
+    ours = _orchestrator(system)
+    prepare(ours.database, sizes.scale_tasks)
+    ours.keep_database = True
+
+
+def scale_run(system: System, sizes: Sizes) -> Figures:
+    ours = _orchestrator(system)
+    ours.keep_database = False  # the next start is afresh again
+    return scale(
+        ours.target,
+        ours.scheduler.popen.pid,
+        ours.database,
+        lambda: throughput(ours, sizes, bulk=True),
+        repeat=sizes.scale_repeat,
+    )
+
+
+def fanout_run(system: System, sizes: Sizes) -> Figures:
+    ours = _orchestrator(system)
+    return fanout(
+        ours.target,
+        ours.scheduler.popen.pid,
+        ours.workdir,
+        streams=sizes.fanout_streams,
+        processes=sizes.fanout_processes,
+        rate=sizes.fanout_rate,
+        seconds=sizes.fanout_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    title: str
+    #: The figure the ratio column compares, and whether higher is better.
+    headline: str
+    higher_better: bool
+    run: Callable[[System, Sizes], Figures]
+    #: Before the system starts (a workload that needs a filled database).
+    prepare: Callable[[System, Sizes], None] | None = None
+    #: Measured on task-orchestrator alone (targets, not peers, to compare with); one run.
+    ours_only: bool = False
+
+
+WORKLOADS: dict[str, Workload] = {
+    "A1": Workload(
+        "A1 throughput, one call per task",
+        "end-to-end/s",
+        True,
+        lambda system, sizes: throughput(system, sizes, bulk=False),
+    ),
+    "A2": Workload(
+        "A2 throughput, bulk",
+        "end-to-end/s",
+        True,
+        lambda system, sizes: throughput(system, sizes, bulk=True),
+    ),
+    "B": Workload("B create→start latency, idle, 50/s", "p99 ms", False, latency),
+    "C": Workload("C punctuality, due 2-5 s ahead (start − due)", "p99 ms", False, punctuality),
+    "D": Workload(
+        "D scale: a million stored tasks (50,000 with --quick)",
+        "List p99 ms",
+        False,
+        scale_run,
+        prepare=scale_prepare,
+        ours_only=True,
+    ),
+    "E": Workload(
+        "E fan-out: 1,000 worker streams, 1,000 tasks/s (200 and 500/s with --quick)",
+        "p99 ms",
+        False,
+        fanout_run,
+        ours_only=True,
+    ),
 }

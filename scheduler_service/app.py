@@ -94,7 +94,7 @@ class SchedulerApp:
             AdminServicer(
                 self.store,
                 self.dispatcher,
-                ScheduleOperations(self.store, self.types),
+                ScheduleOperations(self.store, self.types, self.schedule_runner),
                 self.clock,
                 limits,
                 self.metrics,
@@ -118,7 +118,6 @@ class SchedulerApp:
     def _on_commit(self, revision: int) -> None:
         self.dispatcher.wake()
         self.feed.notify(revision)
-        self.schedule_runner.wake()
 
     @property
     def ready(self) -> bool:

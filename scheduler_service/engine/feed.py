@@ -112,16 +112,20 @@ class ChangeFeed:
         self._subscribers: set[Subscription] = set()
         self._wakeup = asyncio.Event()
         self.cursor: Cursor = (0, END_OF_REVISION)
+        self._committed = 0
 
     async def start(self) -> None:
         self.cursor = (await self.store.revision(), END_OF_REVISION)
 
     def notify(self, revision: int = 0) -> None:
+        """Wake the feed; ``revision`` is that of a commit this process just made."""
+        self._committed = max(self._committed, revision)
         self._wakeup.set()
 
     async def run(self) -> None:
         version = await self.store.data_version()
         while True:
+            polled = False
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
             except TimeoutError:
@@ -129,7 +133,14 @@ class ChangeFeed:
                 if now_version == version:
                     continue
                 version = now_version
+                polled = True
             self._wakeup.clear()
+            if not self._subscribers and not polled and self._committed > self.cursor[0]:
+                # Nobody listens, and this process committed: its revision was the newest
+                # when it committed, as good as a read, which would cost a thread hop per
+                # commit. No await from the check to the cursor update.
+                self.cursor = (self._committed, END_OF_REVISION)
+                continue
             if not self._subscribers:
                 # Nobody listens: skip ahead instead of reading what nobody wants. Check
                 # again after the read: a watcher that joined meanwhile was promised

@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class ScheduleOperations:
-    def __init__(self, store: TaskStore, types: KnownTaskTypes) -> None:
+    """``runner`` is woken after every schedule write: a new or resumed schedule may fire
+    sooner than the runner's timer (task writes, by far the most, leave it asleep)."""
+
+    def __init__(self, store: TaskStore, types: KnownTaskTypes, runner: ScheduleRunner) -> None:
         self._store = store
         self._types = types
+        self._runner = runner
 
     async def create(self, spec: ScheduleSpec) -> ScheduleRecord:
         await self._types.require([("schedule.template.type", spec.template.type)])
@@ -39,7 +43,9 @@ class ScheduleOperations:
                 catch_up=spec.catch_up,
                 client=spec.client,
             )
-        return await self._store.create_schedule(spec)
+        record = await self._store.create_schedule(spec)
+        self._runner.wake()
+        return record
 
     async def get(self, schedule_id: str) -> ScheduleRecord:
         record = await self._store.get_schedule(schedule_id)
@@ -52,9 +58,12 @@ class ScheduleOperations:
 
     async def delete(self, schedule_id: str) -> None:
         await self._store.delete_schedule(schedule_id)
+        self._runner.wake()
 
     async def set_paused(self, schedule_id: str, paused: bool) -> ScheduleRecord:
-        return await self._store.set_schedule_paused(schedule_id, paused)
+        record = await self._store.set_schedule_paused(schedule_id, paused)
+        self._runner.wake()
+        return record
 
 
 class ScheduleRunner:
