@@ -30,6 +30,7 @@ from .engine.task_types import KnownTaskTypes
 from .engine.tasks import TaskOperations
 from .http.server import HttpServer, build_app
 from .security.tokens import Identity, Role
+from .store.base import Commit
 from .store.sqlite.store import SqliteOptions, SqliteTaskStore
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,12 @@ class SchedulerApp:
         self.addresses: Addresses | None = None
         self.store.add_commit_listener(self._on_commit)
 
-    def _on_commit(self, revision: int) -> None:
-        self.dispatcher.wake()
-        self.feed.notify(revision)
+    def _on_commit(self, commit: Commit) -> None:
+        if not commit.claimed:
+            # A claim that ran in this commit saw its every write already; waking for it
+            # would only cost an empty claim transaction.
+            self.dispatcher.wake()
+        self.feed.notify(commit.revision)
 
     @property
     def ready(self) -> bool:

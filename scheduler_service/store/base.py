@@ -12,6 +12,7 @@ every method returns only after its own effects are durable.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain.explain import ExplainFacts
@@ -35,7 +36,18 @@ from ..domain.model import (
 from ..domain.model import Change as Change
 from ..domain.schedules import ScheduleRecord, ScheduleSpec
 
-CommitListener = Callable[[int], None]
+
+@dataclass(frozen=True)
+class Commit:
+    """What a local commit tells the engine."""
+
+    revision: int
+    #: A claim ran in this commit, after every other write in it (claims run last), so it
+    #: saw all of them: nothing this commit made due is left for the sessions it served.
+    claimed: bool
+
+
+CommitListener = Callable[[Commit], None]
 
 
 class TaskStore(Protocol):
@@ -43,7 +55,7 @@ class TaskStore(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     def add_commit_listener(self, listener: CommitListener) -> None:
-        """Call ``listener(revision)`` after each local commit that changed tasks."""
+        """Call ``listener(commit)`` after each local commit that changed tasks."""
 
     # -- tasks, for clients ------------------------------------------------------------
     async def create_tasks(self, specs: Sequence[TaskSpec]) -> list[tuple[TaskRecord, bool]]:

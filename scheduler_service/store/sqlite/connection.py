@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .inline import InlineConnection
+from .inline import BUSY_TIMEOUT_MS, InlineConnection
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def pragmas(synchronous: str) -> list[str]:
     if synchronous not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}")
     return [
-        "PRAGMA busy_timeout = 30000",
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
         "PRAGMA journal_mode = WAL",
         f"PRAGMA synchronous = {synchronous}",
         "PRAGMA temp_store = MEMORY",

@@ -26,6 +26,9 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+#: How long a writer waits for another process's write lock (every connection's setting).
+BUSY_TIMEOUT_MS = 30_000
+
 
 class InlineCursor:
     def __init__(self, cursor: sqlite3.Cursor) -> None:
@@ -114,6 +117,26 @@ class InlineConnection:
         """A statement that may wait (for the lock, for the disk): run in the thread."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._raw.execute, sql)
+
+    async def begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE``: inline when the lock is free, else waited for in the thread.
+
+        The scheduler processes order their writes with a lock of their own first (see
+        :mod:`.write_lock`), so the database's lock is nearly always free here and the
+        thread hop (a fifth of a millisecond on an idle loop, more on a busy one) is saved;
+        only another program writing the file makes this wait.
+        """
+        self._raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                self._raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                raise
+            self._raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await self.execute_waiting("BEGIN IMMEDIATE")
+        else:
+            self._raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     @property
     def in_transaction(self) -> bool:

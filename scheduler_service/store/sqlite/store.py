@@ -43,7 +43,7 @@ from ...domain.model import (
 )
 from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
-from ..base import CommitListener
+from ..base import Commit, CommitListener
 from .boot import adopt_boot, current_boot_id
 from .connection import connect, connect_writer, migrate
 from .errors import DatabaseUnusable
@@ -170,9 +170,10 @@ class SqliteTaskStore:
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
 
-    def _notify(self, revision: int) -> None:
+    def _notify(self, revision: int, last_kinds: bool) -> None:
+        commit = Commit(revision, claimed=last_kinds)  # claims are the only ``last`` kind
         for listener in self._listeners:
-            listener(revision)
+            listener(commit)
 
     @property
     def _w(self) -> GroupCommitWriter:

@@ -107,7 +107,7 @@ class GroupCommitWriter:
         self,
         conn: InlineConnection,
         clock: Clock,
-        on_commit: Callable[[int], None],
+        on_commit: Callable[[int, bool], None],
         lock: WriteLock,
         max_batch: int = 2000,
         crash_at: str | None = None,
@@ -143,7 +143,10 @@ class GroupCommitWriter:
         item = _Item(kind, argument)
         self._queue.append(item)
         self._wakeup.set()
-        return await asyncio.shield(item.future)
+        # Not shielded: a caller cancelled while it waits cancels only its future; the
+        # write itself stays queued and is committed with its batch all the same.
+        result: R = await item.future
+        return result
 
     async def _run(self) -> None:
         while True:
@@ -173,7 +176,7 @@ class GroupCommitWriter:
             )
         kinds = {item.kind.name for item in batch}
         try:
-            await self._conn.execute_waiting("BEGIN IMMEDIATE")
+            await self._conn.begin_immediate()
             tx = Tx(self._conn, self._clock.now(), self._clock.monotonic())
             for kind, items in _group_by_kind(batch):
                 await self._apply(tx, kind, items, results, failures)
@@ -199,9 +202,12 @@ class GroupCommitWriter:
                 raise
             return
         if tx.bumped_revision is not None:
-            self._on_commit(tx.bumped_revision)
+            ran_last = any(
+                item.kind.last and id(item) in results for item in batch
+            )  # a ``last`` kind that failed was rolled back: it saw nothing
+            self._on_commit(tx.bumped_revision, ran_last)
         for item in batch:
-            if item.future.done():  # pragma: no cover - cancelled caller; shield prevents it
+            if item.future.done():  # its caller was cancelled while it waited
                 continue
             key = id(item)
             if key in failures:
