@@ -138,6 +138,9 @@ class Orchestrator(System):
                     "--scheduler", self.target,
                     "--worker-id", f"bench-{n}",
                     "--module", "bench.orchestrator_tasks",
+                    # Only the benchmark's task: not the built-in examples, which would run
+                    # the backlog of other types that workload D stores.
+                    "--task-types", "bench_noop",
                     "--slots", str(ORCHESTRATOR_SLOTS),
                     "--log-level", "warning",
                 ],
