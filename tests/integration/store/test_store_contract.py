@@ -26,6 +26,7 @@ from scheduler_service.domain.model import (
     TaskState,
     WorkerRecord,
 )
+from scheduler_service.store.base import Commit
 from scheduler_service.store.sqlite.store import SqliteOptions, SqliteTaskStore
 from tests.support.clock import ManualClock
 
@@ -378,6 +379,22 @@ async def test_group_commit_puts_concurrent_creates_in_few_transactions(
     await asyncio.gather(*(store.create_tasks([spec()]) for _ in range(200)))
     transactions = await store.revision() - before
     assert transactions < 50, f"200 concurrent creates took {transactions} transactions"
+
+
+async def test_a_claim_sent_before_a_create_still_leases_it_in_the_same_commit(
+    store: SqliteTaskStore,
+) -> None:
+    """Claims run last in their transaction: the dispatcher's claim, submitted beside a
+    create (or a worker's results), sees them, and the commit says a claim ran in it."""
+    commits: list[Commit] = []
+    store.add_commit_listener(commits.append)
+    claimed, created = await asyncio.gather(store.claim([claim()]), store.create_tasks([spec()]))
+    [(task, _)] = created
+    [[lease]] = claimed.leases
+    assert lease.task_id == task.id
+    assert len(commits) == 1 and commits[0].claimed, commits
+    await store.create_tasks([spec()])
+    assert not commits[-1].claimed, "a create alone says no claim saw it"
 
 
 async def test_reopening_migrates_nothing_and_keeps_data(tmp_path: Path) -> None:
