@@ -109,19 +109,24 @@ def _table(workload: str, by_system: dict[str, Figures]) -> str:
         for figure in names:
             value = figures.values.get(figure)
             cells.append("—" if value is None else f"{value:,.1f}")
-        if spec.ours_only:
-            pass
-        elif ours is None or name == OURS or headline not in figures.values:
-            cells.append("")
-        else:
-            mine, theirs = ours.values[headline], figures.values[headline]
-            ratio = (mine / theirs) if higher_better else (theirs / mine if mine else 0.0)
-            cells.append(f"{ratio:.1f}×")
+        if not spec.ours_only:
+            cells.append(_ratio(ours, name, figures, headline, higher_better))
         lines.append("| " + " | ".join(cells) + " |")
     for name, figures in by_system.items():
         for note in figures.notes:
             lines.append(f"- {SYSTEMS[name].name}: {note}")
     return "\n".join(lines) + "\n"
+
+
+def _ratio(
+    ours: Figures | None, name: str, figures: Figures, headline: str, higher_better: bool
+) -> str:
+    """Ours against this system on the headline figure (empty on our own row)."""
+    if ours is None or name == OURS or headline not in figures.values:
+        return ""
+    mine, theirs = ours.values[headline], figures.values[headline]
+    ratio = (mine / theirs) if higher_better else (theirs / mine if mine else 0.0)
+    return f"{ratio:.1f}×"
 
 
 if __name__ == "__main__":
