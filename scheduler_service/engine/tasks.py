@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..domain.clock import Clock
-from ..domain.errors import InvalidArgument, NotFound, Unavailable
+from ..domain.errors import InvalidArgument, NotFound
 from ..domain.explain import Explanation, explain
 from ..domain.model import AttemptRecord, TaskFilter, TaskRecord, TaskSpec
 from ..store.base import TaskStore
@@ -59,22 +59,11 @@ class TaskOperations:
         return [task for task, _ in created]
 
     async def get(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
-        """The task and its attempt history as of one revision.
-
-        They are two reads, and a commit may land between them (an attempt ended, its row
-        not yet read again); every change bumps the task's revision, so the task is read
-        again after its attempts until the revision holds still.
-        """
-        task = await self._store.get_task(task_id)
-        for _ in range(10):
-            if task is None:
-                raise NotFound(f"task {task_id} not found")
-            attempts = await self._store.get_attempts(task_id)
-            again = await self._store.get_task(task_id)
-            if again is not None and again.revision == task.revision:
-                return again, attempts
-            task = again
-        raise Unavailable(f"task {task_id} keeps changing; try again")
+        """The task and its attempt history as of one moment (one read)."""
+        found = await self._store.get_task_with_attempts(task_id)
+        if found is None:
+            raise NotFound(f"task {task_id} not found")
+        return found
 
     async def attempts(self, task_id: str) -> list[AttemptRecord]:
         return await self._store.get_attempts(task_id)

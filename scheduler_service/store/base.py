@@ -63,6 +63,12 @@ class TaskStore(Protocol):
         the existing task instead. Answers ``(task, created)`` in the order of ``specs``."""
 
     async def get_task(self, task_id: str) -> TaskRecord | None: ...
+    async def get_task_with_attempts(
+        self, task_id: str
+    ) -> tuple[TaskRecord, list[AttemptRecord]] | None:
+        """The task and its attempt history as of one moment (one snapshot, not two reads
+        that a commit could fall between)."""
+
     async def get_attempts(self, task_id: str) -> list[AttemptRecord]: ...
     async def get_attempts_of(self, task_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
         """The attempt histories of several tasks in one read (a FULL list page)."""

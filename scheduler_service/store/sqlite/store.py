@@ -200,6 +200,23 @@ class SqliteTaskStore:
         rows = await self._fetchall(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return task_from_row(rows[0]) if rows else None
 
+    async def get_task_with_attempts(
+        self, task_id: str
+    ) -> tuple[TaskRecord, list[AttemptRecord]] | None:
+        # One statement is one snapshot: a task read and its attempts read apart could
+        # straddle a commit (a reclaimed attempt beside the old lease).
+        rows = await self._fetchall(
+            f"SELECT {_qualified('t', TASK_COLUMNS)}, {_qualified('a', ATTEMPT_COLUMNS)} "
+            "FROM tasks t LEFT JOIN attempts a ON a.task_id = t.id "
+            "WHERE t.id = ? ORDER BY a.number",
+            (task_id,),
+        )
+        if not rows:
+            return None
+        width = len(TASK_COLUMNS.split(","))
+        attempts = [attempt_from_row(row[width:]) for row in rows if row[width] is not None]
+        return task_from_row(rows[0][:width]), attempts
+
     async def get_attempts(self, task_id: str) -> list[AttemptRecord]:
         rows = await self._fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE task_id = ? ORDER BY number",
@@ -578,3 +595,8 @@ async def _worker_draining(tx: Tx, session_ids: Sequence[str]) -> list[None]:
         "UPDATE workers SET draining = 1 WHERE session_id = ?", [(s,) for s in session_ids]
     )
     return [None] * len(session_ids)
+
+
+def _qualified(table: str, columns: str) -> str:
+    """``"a, b"`` as ``"t.a, t.b"``: the tasks and attempts tables share column names."""
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))

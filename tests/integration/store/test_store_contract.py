@@ -273,6 +273,24 @@ async def test_cancel_running_task_fences_its_lease(store: SqliteTaskStore) -> N
         await store.retry_task("01ARZ3NDEKTSV4RRFFQ69G5FAV")
 
 
+async def test_a_task_and_its_attempts_are_read_together(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    fresh = (await store.create_tasks([spec(type="bar", labels={"a": "b"})]))[0][0]
+    assert await store.get_task_with_attempts(fresh.id) == (fresh, [])
+    tried = (await store.create_tasks([spec(max_attempts=3)]))[0][0]
+    [[first]] = await take(store, claim(limit=1))
+    await store.end_attempts([AttemptEnd(first.lease_id, AttemptOutcome.FAILED)])
+    clock.advance(3600)  # past the retry's backoff
+    [[second]] = await take(store, claim(limit=1))
+    assert (first.task_id, second.task_id, second.attempt) == (tried.id, tried.id, 2)
+    task, history = await store.get_task_with_attempts(tried.id) or (None, [])
+    assert task == await store.get_task(tried.id)
+    assert history == await store.get_attempts(tried.id)
+    assert [a.number for a in history] == [1, 2]
+    assert await store.get_task_with_attempts("01ARZ3NDEKTSV4RRFFQ69G5FAV") is None
+
+
 async def test_delete_removes_everything_and_leaves_a_tombstone(store: SqliteTaskStore) -> None:
     task = (await store.create_tasks([spec(labels={"a": "b"})]))[0][0]
     [[_lease]] = await take(store, claim())
