@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrator/v1/worker_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x02\n\rWorkerMessage\x12-\n\x05hello\x18\x01 \x01(\x0b\x32\x1c.orchestrator.v1.WorkerHelloH\x00\x12/\n\x07results\x18\x02 \x01(\x0b\x32\x1c.orchestrator.v1.ResultBatchH\x00\x12/\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.orchestrator.v1.HeartbeatH\x00\x12.\n\x06\x63redit\x18\x04 \x01(\x0b\x32\x1c.orchestrator.v1.CreditGrantH\x00\x12-\n\x08\x64raining\x18\x05 \x01(\x0b\x32\x19.orchestrator.v1.DrainingH\x00\x12\x33\n\x08progress\x18\x06 \x01(\x0b\x32\x1f.orchestrator.v1.ProgressReportH\x00\x42\t\n\x07message\"\x80\x02\n\x10SchedulerMessage\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.WelcomeH\x00\x12-\n\x06leases\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.LeaseBatchH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.orchestrator.v1.CancelLeasesH\x00\x12\'\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x16.orchestrator.v1.DrainH\x00\x12+\n\x04\x61\x63ks\x18\x05 \x01(\x0b\x32\x1b.orchestrator.v1.ResultAcksH\x00\x42\t\n\x07message\"\x8d\x01\n\x0bWorkerHello\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x12\n\ntask_types\x18\x03 \x03(\t\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xb2\x01\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12\x14\n\x0cscheduler_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb4\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x14\n\x0cpayload_json\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06labels\x18\t \x03(\x0b\x32\".orchestrator.v1.Lease.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\nLeaseBatch\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.orchestrator.v1.Lease\"\xcb\x01\n\nTaskResult\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.orchestrator.v1.ResultOutcome\x12\x13\n\x0bresult_json\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x15\n\rnon_retryable\x18\x06 \x01(\x08\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0bResultBatch\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.orchestrator.v1.TaskResult\x12\x0e\n\x06\x63redit\x18\x02 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x1c\n\x0b\x43reditGrant\x12\r\n\x05slots\x18\x01 \x01(\x05\"@\n\x0eProgressReport\x12.\n\x07updates\x18\x01 \x03(\x0b\x32\x1d.orchestrator.v1.TaskProgress\"i\n\x0cTaskProgress\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x07percent\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\x0c\x42\n\n\x08_percent\"\n\n\x08\x44raining\"A\n\x05\x44rain\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x0c\x43\x61ncelLeases\x12\x11\n\tlease_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"N\n\tResultAck\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\nResultAcks\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.orchestrator.v1.ResultAck*\xc1\x01\n\rResultOutcome\x12\x1e\n\x1aRESULT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESULT_OUTCOME_SUCCEEDED\x10\x01\x12\x19\n\x15RESULT_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18RESULT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17RESULT_OUTCOME_RETURNED\x10\x04\x12\x1c\n\x18RESULT_OUTCOME_TIMED_OUT\x10\x05\x32\x61\n\rWorkerService\x12P\n\x07\x43onnect\x12\x1e.orchestrator.v1.WorkerMessage\x1a!.orchestrator.v1.SchedulerMessage(\x01\x30\x01\x42q\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrator/v1/worker_service.proto\x12\x0forchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x02\n\rWorkerMessage\x12-\n\x05hello\x18\x01 \x01(\x0b\x32\x1c.orchestrator.v1.WorkerHelloH\x00\x12/\n\x07results\x18\x02 \x01(\x0b\x32\x1c.orchestrator.v1.ResultBatchH\x00\x12/\n\theartbeat\x18\x03 \x01(\x0b\x32\x1a.orchestrator.v1.HeartbeatH\x00\x12.\n\x06\x63redit\x18\x04 \x01(\x0b\x32\x1c.orchestrator.v1.CreditGrantH\x00\x12-\n\x08\x64raining\x18\x05 \x01(\x0b\x32\x19.orchestrator.v1.DrainingH\x00\x12\x33\n\x08progress\x18\x06 \x01(\x0b\x32\x1f.orchestrator.v1.ProgressReportH\x00\x42\t\n\x07message\"\x80\x02\n\x10SchedulerMessage\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.WelcomeH\x00\x12-\n\x06leases\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.LeaseBatchH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.orchestrator.v1.CancelLeasesH\x00\x12\'\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x16.orchestrator.v1.DrainH\x00\x12+\n\x04\x61\x63ks\x18\x05 \x01(\x0b\x32\x1b.orchestrator.v1.ResultAcksH\x00\x42\t\n\x07message\"\x8d\x01\n\x0bWorkerHello\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x12\n\ntask_types\x18\x03 \x03(\t\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\x05\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xb2\x01\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\x05\x12\x14\n\x0cscheduler_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x03\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x14\n\x0cpayload_json\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06labels\x18\t \x03(\x0b\x32\".orchestrator.v1.Lease.LabelsEntry\x12?\n\rtrace_context\x18\n \x03(\x0b\x32(.orchestrator.v1.Lease.TraceContextEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\nLeaseBatch\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.orchestrator.v1.Lease\"\xcb\x01\n\nTaskResult\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.orchestrator.v1.ResultOutcome\x12\x13\n\x0bresult_json\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x15\n\rnon_retryable\x18\x06 \x01(\x08\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0bResultBatch\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.orchestrator.v1.TaskResult\x12\x0e\n\x06\x63redit\x18\x02 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x1c\n\x0b\x43reditGrant\x12\r\n\x05slots\x18\x01 \x01(\x05\"@\n\x0eProgressReport\x12.\n\x07updates\x18\x01 \x03(\x0b\x32\x1d.orchestrator.v1.TaskProgress\"i\n\x0cTaskProgress\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x07percent\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\x0c\x42\n\n\x08_percent\"\n\n\x08\x44raining\"A\n\x05\x44rain\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x0c\x43\x61ncelLeases\x12\x11\n\tlease_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"N\n\tResultAck\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\nResultAcks\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.orchestrator.v1.ResultAck*\xc1\x01\n\rResultOutcome\x12\x1e\n\x1aRESULT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESULT_OUTCOME_SUCCEEDED\x10\x01\x12\x19\n\x15RESULT_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18RESULT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17RESULT_OUTCOME_RETURNED\x10\x04\x12\x1c\n\x18RESULT_OUTCOME_TIMED_OUT\x10\x05\x32\x61\n\rWorkerService\x12P\n\x07\x43onnect\x12\x1e.orchestrator.v1.WorkerMessage\x1a!.orchestrator.v1.SchedulerMessage(\x01\x30\x01\x42q\n\x17\x64\x65v.taskorchestrator.v1P\x01ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\027dev.taskorchestrator.v1P\001ZTgithub.com/task-orchestrator/task-orchestrator/gen/go/orchestrator/v1;orchestratorv1'
   _globals['_LEASE_LABELSENTRY']._loaded_options = None
   _globals['_LEASE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RESULTOUTCOME']._serialized_start=2178
-  _globals['_RESULTOUTCOME']._serialized_end=2371
+  _globals['_LEASE_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_LEASE_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_RESULTOUTCOME']._serialized_start=2296
+  _globals['_RESULTOUTCOME']._serialized_end=2489
   _globals['_WORKERMESSAGE']._serialized_start=123
   _globals['_WORKERMESSAGE']._serialized_end=442
   _globals['_SCHEDULERMESSAGE']._serialized_start=445
@@ -47,33 +49,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WELCOME']._serialized_start=848
   _globals['_WELCOME']._serialized_end=1026
   _globals['_LEASE']._serialized_start=1029
-  _globals['_LEASE']._serialized_end=1337
-  _globals['_LEASE_LABELSENTRY']._serialized_start=1292
-  _globals['_LEASE_LABELSENTRY']._serialized_end=1337
-  _globals['_LEASEBATCH']._serialized_start=1339
-  _globals['_LEASEBATCH']._serialized_end=1391
-  _globals['_TASKRESULT']._serialized_start=1394
-  _globals['_TASKRESULT']._serialized_end=1597
-  _globals['_RESULTBATCH']._serialized_start=1599
-  _globals['_RESULTBATCH']._serialized_end=1674
-  _globals['_HEARTBEAT']._serialized_start=1676
-  _globals['_HEARTBEAT']._serialized_end=1706
-  _globals['_CREDITGRANT']._serialized_start=1708
-  _globals['_CREDITGRANT']._serialized_end=1736
-  _globals['_PROGRESSREPORT']._serialized_start=1738
-  _globals['_PROGRESSREPORT']._serialized_end=1802
-  _globals['_TASKPROGRESS']._serialized_start=1804
-  _globals['_TASKPROGRESS']._serialized_end=1909
-  _globals['_DRAINING']._serialized_start=1911
-  _globals['_DRAINING']._serialized_end=1921
-  _globals['_DRAIN']._serialized_start=1923
-  _globals['_DRAIN']._serialized_end=1988
-  _globals['_CANCELLEASES']._serialized_start=1990
-  _globals['_CANCELLEASES']._serialized_end=2039
-  _globals['_RESULTACK']._serialized_start=2041
-  _globals['_RESULTACK']._serialized_end=2119
-  _globals['_RESULTACKS']._serialized_start=2121
-  _globals['_RESULTACKS']._serialized_end=2175
-  _globals['_WORKERSERVICE']._serialized_start=2373
-  _globals['_WORKERSERVICE']._serialized_end=2470
+  _globals['_LEASE']._serialized_end=1455
+  _globals['_LEASE_LABELSENTRY']._serialized_start=1357
+  _globals['_LEASE_LABELSENTRY']._serialized_end=1402
+  _globals['_LEASE_TRACECONTEXTENTRY']._serialized_start=1404
+  _globals['_LEASE_TRACECONTEXTENTRY']._serialized_end=1455
+  _globals['_LEASEBATCH']._serialized_start=1457
+  _globals['_LEASEBATCH']._serialized_end=1509
+  _globals['_TASKRESULT']._serialized_start=1512
+  _globals['_TASKRESULT']._serialized_end=1715
+  _globals['_RESULTBATCH']._serialized_start=1717
+  _globals['_RESULTBATCH']._serialized_end=1792
+  _globals['_HEARTBEAT']._serialized_start=1794
+  _globals['_HEARTBEAT']._serialized_end=1824
+  _globals['_CREDITGRANT']._serialized_start=1826
+  _globals['_CREDITGRANT']._serialized_end=1854
+  _globals['_PROGRESSREPORT']._serialized_start=1856
+  _globals['_PROGRESSREPORT']._serialized_end=1920
+  _globals['_TASKPROGRESS']._serialized_start=1922
+  _globals['_TASKPROGRESS']._serialized_end=2027
+  _globals['_DRAINING']._serialized_start=2029
+  _globals['_DRAINING']._serialized_end=2039
+  _globals['_DRAIN']._serialized_start=2041
+  _globals['_DRAIN']._serialized_end=2106
+  _globals['_CANCELLEASES']._serialized_start=2108
+  _globals['_CANCELLEASES']._serialized_end=2157
+  _globals['_RESULTACK']._serialized_start=2159
+  _globals['_RESULTACK']._serialized_end=2237
+  _globals['_RESULTACKS']._serialized_start=2239
+  _globals['_RESULTACKS']._serialized_end=2293
+  _globals['_WORKERSERVICE']._serialized_start=2491
+  _globals['_WORKERSERVICE']._serialized_end=2588
 # @@protoc_insertion_point(module_scope)
