@@ -219,11 +219,15 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         description="The task-orchestrator scheduler: gRPC API, lease stream, SQLite store.",
         environ=environ,
     )
+    p.add_config_option()
     net = p.add_argument_group("network")
-    net.add_argument("--listen", default=SchedulerConfig.listen, help="gRPC address host:port")
+    net.add_argument(
+        "--listen", default=SchedulerConfig.listen, metavar="HOST:PORT", help="gRPC address"
+    )
     net.add_argument(
         "--http-listen",
         default=SchedulerConfig.http_listen,
+        metavar="HOST:PORT",
         help="HTTP address for /healthz, /readyz, /metrics ('off' to disable)",
     )
     security = p.add_argument_group("security (see the README's Security section)")
@@ -243,6 +247,7 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         default="",
         metavar="FILE",
         env=False,  # the variable holds the file's content, not its path
+        env_read_elsewhere=AUTH_TOKENS_VARIABLE,
         help="bearer tokens, one 'TOKEN ROLE PRINCIPAL' a line (mode 0600); the variable "
         f"holds the same lines [env {AUTH_TOKENS_VARIABLE}]",
     )
@@ -253,7 +258,10 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     )
     store = p.add_argument_group("storage")
     store.add_argument(
-        "--database", default=SchedulerConfig.database, help="SQLite path or sqlite:///path"
+        "--database",
+        default=SchedulerConfig.database,
+        metavar="PATH",
+        help="SQLite path or sqlite:///path",
     )
     store.add_argument(
         "--sqlite-synchronous",
@@ -263,62 +271,87 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         help="FULL survives power loss; NORMAL may lose the last commits (see Guarantees)",
     )
     sched = p.add_argument_group("scheduling")
-    sched.add_argument("--scheduler-id", default="", help="name of this process (default host-pid)")
+    sched.add_argument(
+        "--scheduler-id",
+        default="",
+        metavar="ID",
+        help="name of this process, in logs and worker lists (default: HOST-PID-XXXX)",
+    )
     sched.add_argument(
         "--task-types",
         action="append",
+        metavar="TYPES",
         help="task types to accept before any worker declares them (comma separated)",
     )
     sched.add_argument(
-        "--heartbeat-interval", type=float, default=5.0, help="seconds between worker heartbeats"
+        "--heartbeat-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between worker heartbeats",
     )
     sched.add_argument(
         "--lease-ttl",
         type=float,
         default=30.0,
+        metavar="SECONDS",
         help="seconds without heartbeat before a lease expires",
     )
     sched.add_argument(
-        "--reap-interval", type=float, default=1.0, help="seconds between expiry scans"
+        "--reap-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between expiry scans",
     )
     sched.add_argument(
         "--poll-interval",
         type=float,
         default=0.1,
+        metavar="SECONDS",
         help="seconds between checks for commits by other scheduler processes",
     )
     sched.add_argument(
         "--priority-aging",
         type=float,
         default=1.0,
+        metavar="SECONDS",
         help="seconds of waiting worth one priority point (starvation bound)",
     )
     sched.add_argument(
-        "--shutdown-grace", type=float, default=30.0, help="seconds to drain workers on SIGTERM"
+        "--shutdown-grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds to drain workers on SIGTERM",
     )
     limits = p.add_argument_group("limits")
     limits.add_argument(
         "--max-payload-bytes",
         type=int,
         default=1024 * 1024,
+        metavar="BYTES",
         help="largest payload or result, as JSON bytes",
     )
     limits.add_argument(
         "--max-schedule-ahead-days",
         type=int,
         default=366,
+        metavar="DAYS",
         help="how far ahead run_at may be",
     )
     limits.add_argument(
         "--max-message-bytes",
         type=int,
         default=MAX_MESSAGE_BYTES,
+        metavar="BYTES",
         help="largest gRPC message received or sent (RESOURCE_EXHAUSTED above)",
     )
     limits.add_argument(
         "--max-concurrent-streams",
         type=int,
         default=1000,
+        metavar="N",
         help="concurrent calls per client connection (HTTP/2 streams); more are refused with "
         "UNAVAILABLE, which clients retry",
     )
@@ -326,28 +359,36 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--max-concurrent-rpcs",
         type=int,
         default=10_000,
+        metavar="N",
         help="calls in progress on the whole server, watches and worker streams included "
         "(RESOURCE_EXHAUSTED above)",
     )
     limits.add_argument(
-        "--default-max-attempts", type=int, default=3, help="max_attempts when a task gives none"
+        "--default-max-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="max_attempts when a task gives none",
     )
     limits.add_argument(
         "--default-timeout",
         type=float,
         default=600.0,
+        metavar="SECONDS",
         help="seconds per attempt when a task gives no timeout",
     )
     sched.add_argument(
         "--idempotency-retention",
         type=float,
         default=86_400.0,
+        metavar="SECONDS",
         help="seconds an idempotency key keeps returning its first task",
     )
     sched.add_argument(
         "--schedule-grace",
         type=float,
         default=60.0,
+        metavar="SECONDS",
         help="seconds a missed schedule slot still fires late; older ones follow catch_up",
     )
     # The fault suite's hook (tests/faults): not for production, so not in --help.
@@ -362,11 +403,14 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--worker-arg",
         action="append",
         env=False,
+        metavar="ARG",
         help="extra argument for the --with-worker worker (repeatable), "
         "e.g. --worker-arg=--slots=4",
     )
     logs = p.add_argument_group("logging")
-    logs.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
+    logs.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="least severe level logged"
+    )
     logs.add_argument(
         "--log-format", default="text", choices=LOG_FORMATS, help="readable text or JSON lines"
     )

@@ -38,6 +38,8 @@ def _rows(parser: argparse.ArgumentParser) -> list[str]:
             default = "<hostname>-<pid>"
         if longs[0] == "--cpu-workers":
             default = "<CPU count>"
+        if longs[0] == "--scheduler-id":
+            default = "<hostname>-<pid>-<4 hex digits>"
         shown = f"`{default}`" if default != "" else "(empty)"
         rows.append(f"| `{longs[0]}` | `{env.group(1)}` | {shown} | {help_text} |" if env else
                     f"| `{longs[0]}` | — | {shown} | {help_text} |")  # fmt: skip
@@ -50,6 +52,9 @@ def render() -> str:
 
     header = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     parts = [
+        "In a `--config` file, an option's key is its flag without the dashes "
+        "(`lease-ttl` or `lease_ttl`); every option below but `--config` may be there.",
+        "",
         "**Scheduler** (`orchestrator-scheduler`)",
         "",
         *header,

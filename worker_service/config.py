@@ -129,11 +129,13 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         description="Run task handlers for a task-orchestrator scheduler.",
         environ=environ,
     )
-    add = parser.add_argument
+    parser.add_config_option()
+    add = parser.add_argument_group("connection").add_argument
     add(
         "--scheduler",
         type=address_list,
         default=DEFAULT_SCHEDULER_ADDRESS,
+        metavar="HOST:PORT[,HOST:PORT...]",
         help="the scheduler's gRPC address, host:port; several, comma-separated, are tried "
         "in turn (failover between scheduler processes sharing one database)",
     )
@@ -141,19 +143,37 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--worker-id",
         type=_worker_id,
         default=default_worker_id(),
+        metavar="ID",
         help="this worker's id (1 to 128 characters), stable across reconnects",
     )
     add(
         "--slots",
         type=_int_range(1, MAX_SLOTS),
         default=10,
+        metavar="N",
         help=f"tasks run at once (1 to {MAX_SLOTS})",
     )
+    add(
+        "--shutdown-grace",
+        type=_float_range(0, 86_400),
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds running tasks may finish after SIGTERM before they are returned",
+    )
+    add(
+        "--reconnect-max-delay",
+        type=_float_range(0.01, 3_600),
+        default=10.0,
+        metavar="SECONDS",
+        help="longest pause in seconds between reconnection attempts",
+    )
+    add = parser.add_argument_group("handlers").add_argument
     add(
         "--task-types",
         type=_comma_list,
         action=_ListAction,
         default=[],
+        metavar="TYPES",
         help="comma-separated task types to serve (default: every registered handler)",
     )
     add(
@@ -161,15 +181,32 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         type=_comma_list,
         action=_ListAction,
         default=[],
+        metavar="MODULES",
         help="Python module(s) with @handler functions to import; repeatable or comma-separated",
     )
-    add("--bar-url", default="", help="URL `bar` fetches when the payload has no url")
-    add("--fetch-url", default="", help="URL `process_data` fetches when the payload has no url")
+    add(
+        "--cpu-workers",
+        type=_int_range(1, 1024),
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes for cpu-bound handlers (default: the number of CPUs)",
+    )
+    add = parser.add_argument_group("built-in task types").add_argument
+    add(
+        "--bar-url", default="", metavar="URL", help="URL `bar` fetches when the payload has no url"
+    )
+    add(
+        "--fetch-url",
+        default="",
+        metavar="URL",
+        help="URL `process_data` fetches when the payload has no url",
+    )
     add(
         "--fetch-allow",
         type=_allow_list,
         action=_ListAction,
         default=[],
+        metavar="HOSTS",
         help="hosts, IP addresses or CIDR networks (127.0.0.1, 10.0.0.0/8, internal.example) "
         "that `bar` and `process_data` may fetch besides the public internet; repeatable or "
         "comma-separated (default: public addresses only)",
@@ -178,72 +215,73 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         "--fetch-max-bytes",
         type=_int_range(1, MAX_FETCH_BYTES),
         default=DEFAULT_FETCH_MAX_BYTES,
+        metavar="BYTES",
         help="largest response body `process_data` reads; a larger one fails the task",
     )
     add(
         "--outbox-dir",
         type=_non_empty,
         default="./outbox",
+        metavar="DIR",
         help="where send_email writes .eml files when no SMTP host is set",
     )
     add(
         "--reports-dir",
         type=_non_empty,
         default="./reports",
+        metavar="DIR",
         help="where generate_report writes its reports",
     )
-    add("--smtp-host", default="", help="SMTP relay for send_email (empty: use the outbox)")
-    add("--smtp-port", type=_int_range(1, 65535), default=25, help="SMTP relay port")
+    add(
+        "--smtp-host",
+        default="",
+        metavar="HOST",
+        help="SMTP relay for send_email (empty: use the outbox)",
+    )
+    add(
+        "--smtp-port", type=_int_range(1, 65535), default=25, metavar="PORT", help="SMTP relay port"
+    )
     add(
         "--smtp-from",
         type=_non_empty,
         default="orchestrator@localhost",
+        metavar="ADDRESS",
         help="the From address of send_email",
-    )
-    add(
-        "--cpu-workers",
-        type=_int_range(1, 1024),
-        default=os.cpu_count() or 1,
-        help="processes for cpu-bound handlers",
-    )
-    add(
-        "--shutdown-grace",
-        type=_float_range(0, 86_400),
-        default=30.0,
-        help="seconds running tasks may finish after SIGTERM before they are returned",
-    )
-    add(
-        "--reconnect-max-delay",
-        type=_float_range(0.01, 3_600),
-        default=10.0,
-        help="longest pause in seconds between reconnection attempts",
     )
     add(
         "--foo-seconds",
         type=_float_range(0, 86_400),
         default=3.0,
+        metavar="SECONDS",
         help="how long the `foo` task type sleeps",
     )
+    add = parser.add_argument_group("security (see the README's Security section)").add_argument
     add(
         "--token",
         default="",
+        metavar="TOKEN",
         help="bearer token (role worker) for a scheduler with authentication on; prefer the "
         "variable (a command line is visible to other users); without TLS, loopback only",
     )
     add("--tls", action="store_true", help="TLS with the system's trusted roots")
-    add("--tls-ca", default="", help="trust the scheduler's certificate from this CA (PEM)")
+    add(
+        "--tls-ca", default="", metavar="PEM", help="trust the scheduler's certificate from this CA"
+    )
     add(
         "--tls-cert",
         default="",
-        help="client certificate (PEM) for mutual TLS; its CN becomes this worker's id",
+        metavar="PEM",
+        help="client certificate for mutual TLS; its CN becomes this worker's id",
     )
-    add("--tls-key", default="", help="the --tls-cert's private key (PEM)")
+    add("--tls-key", default="", metavar="PEM", help="the --tls-cert's private key")
     add(
         "--tls-server-name",
         default="",
+        metavar="NAME",
         help="the name the scheduler's certificate must carry, if not the address's host",
     )
-    add("--log-level", choices=LOG_LEVELS, default="info", help="log level")
+    add = parser.add_argument_group("logging").add_argument
+    add("--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged")
     add("--log-format", choices=LOG_FORMATS, default="text", help="log line format")
     return parser
 
