@@ -21,17 +21,21 @@ from .config import SchedulerConfig
 from .dev_worker import DevWorker
 from .domain.clock import Clock, SystemClock
 from .domain.model import MICROS_PER_SECOND
+from .engine.admin import AdminOperations
 from .engine.dispatcher import Dispatcher
 from .engine.feed import ChangeFeed
 from .engine.metrics import SchedulerMetrics
 from .engine.reaper import LeaseReaper
+from .engine.retention import RetentionPruner
 from .engine.schedules import ScheduleOperations, ScheduleRunner
 from .engine.task_types import KnownTaskTypes
 from .engine.tasks import TaskOperations
+from .http.dashboard import Dashboard
 from .http.server import HttpServer, build_app
 from .security.tokens import Identity, Role
 from .store.base import Commit
 from .store.sqlite.store import SqliteOptions, SqliteTaskStore
+from .tracing import SchedulerTracing, traced_worker_args
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ class SchedulerApp:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = SchedulerMetrics()
+        # None unless --otlp-endpoint: OpenTelemetry is imported only then.
+        self.tracing = SchedulerTracing.from_config(config)
         self.store = SqliteTaskStore(
             config.database_path,
             SqliteOptions(
@@ -68,6 +74,9 @@ class SchedulerApp:
         )
         self.feed = ChangeFeed(self.store, self.clock, config.poll_interval)
         self.reaper = LeaseReaper(self.store, self.dispatcher, self.metrics, config.reap_interval)
+        self.pruner = RetentionPruner(
+            self.store, self.metrics, config.retention, config.prune_interval, config.prune_batch
+        )
         self.schedule_runner = ScheduleRunner(
             self.store, self.clock, self.metrics, config.poll_interval
         )
@@ -84,7 +93,9 @@ class SchedulerApp:
             self._dev_worker_token = secrets.token_urlsafe(32)
             self.guard.tokens.add(self._dev_worker_token, Identity("dev-worker", Role.WORKER))
         self.grpc = GrpcServer(
-            TaskServicer(self.tasks, self.feed, self.clock, limits, self.metrics),
+            TaskServicer(
+                self.tasks, self.feed, self.clock, limits, self.metrics, tracing=self.tracing
+            ),
             WorkerServicer(
                 self.dispatcher,
                 self.clock,
@@ -140,7 +151,24 @@ class SchedulerApp:
         await self.grpc.start()
         http_address = ""
         if config.http_enabled:
-            self.http = HttpServer(build_app(self.metrics, lambda: self._ready, self.guard))
+            http_app = build_app(
+                self.metrics,
+                lambda: self._ready,
+                self.guard,
+                refresh_metrics=lambda: self.metrics.refresh_queue_depth(
+                    self.store.list_task_types
+                ),
+            )
+            Dashboard(
+                self.tasks,
+                AdminOperations(self.store, self.dispatcher, self.clock),
+                self.feed,
+                self.clock,
+                config.limits,
+                self.guard,
+                secure_cookies=tls is not None,
+            ).add_routes(http_app)
+            self.http = HttpServer(http_app)
             http_address = await self.http.start(
                 config.http_listen, tls.http_context() if tls else None
             )
@@ -151,10 +179,14 @@ class SchedulerApp:
             ("schedules", self.schedule_runner.run()),
         ):
             self._side_tasks.append(asyncio.create_task(coro, name=name))
+        if config.retention.prunes_anything:  # else its loop would only sleep
+            self._side_tasks.append(asyncio.create_task(self.pruner.run(), name="retention"))
         if config.with_worker:
             connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
             self.dev_worker = DevWorker(
-                f"{connect_host}:{port}", config.worker_args, token=self._dev_worker_token
+                f"{connect_host}:{port}",
+                traced_worker_args(config),
+                token=self._dev_worker_token,
             )
             self._side_tasks.append(asyncio.create_task(self.dev_worker.run(), name="dev-worker"))
             await self._wait_for_dev_worker()
@@ -224,6 +256,8 @@ class SchedulerApp:
         if self.http is not None:
             await self.http.stop()
         await self.store.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # exports the last spans
         self._stopped.set()
         log.info("scheduler stopped")
 

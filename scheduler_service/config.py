@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from orchestrator_client.envargs import EnvArgumentParser
 from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
 from orchestrator_client.protocol import MAX_MESSAGE_BYTES
+from orchestrator_client.tracing import add_tracing_options
 
 from .api.validation import DAY, Limits
 from .domain.model import MICROS_PER_SECOND, Micros
+from .domain.retention import RetentionPolicy, parse_duration
 from .security.access import Guard
 from .security.exposure import exposure_problem
 from .security.tls import ServerTls
@@ -54,6 +56,13 @@ class SchedulerConfig:
     default_timeout: float = 600.0
     idempotency_retention: float = 86_400.0
     schedule_grace: float = 60.0
+    #: Retention: seconds a finished task is kept, per state (0: forever), and how pruning runs.
+    retain_succeeded: float = 7 * 86_400.0
+    retain_failed: float = 30 * 86_400.0
+    retain_cancelled: float = 7 * 86_400.0
+    retain_tombstones: float = 7 * 86_400.0
+    prune_interval: float = 60.0
+    prune_batch: int = 500
     #: Test hook only (``--crash-at``): exit right before or after a commit of a kind.
     crash_at: str = ""
     tls_cert: str = ""
@@ -67,6 +76,9 @@ class SchedulerConfig:
     max_concurrent_rpcs: int = 10_000
     log_level: str = "info"
     log_format: str = "text"
+    #: Where spans go (an OTLP/HTTP traces URL); empty: tracing off. See ``tracing.py``.
+    otlp_endpoint: str = ""
+    service_name: str = "orchestrator-scheduler"
 
     @property
     def tls(self) -> ServerTls | None:
@@ -122,6 +134,12 @@ class SchedulerConfig:
                 default_timeout=args.default_timeout,
                 idempotency_retention=args.idempotency_retention,
                 schedule_grace=args.schedule_grace,
+                retain_succeeded=args.retain_succeeded,
+                retain_failed=args.retain_failed,
+                retain_cancelled=args.retain_cancelled,
+                retain_tombstones=args.retain_tombstones,
+                prune_interval=args.prune_interval,
+                prune_batch=args.prune_batch,
                 crash_at=args.crash_at,
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
@@ -133,6 +151,8 @@ class SchedulerConfig:
                 max_concurrent_rpcs=args.max_concurrent_rpcs,
                 log_level=args.log_level,
                 log_format=args.log_format,
+                otlp_endpoint=args.otlp_endpoint,
+                service_name=args.service_name,
             )
             config.validate()
         except ValueError as exc:
@@ -157,6 +177,12 @@ class SchedulerConfig:
             (1 <= self.default_timeout <= 86400, "--default-timeout must be 1 to 86400 seconds"),
             (self.idempotency_retention >= 1, "--idempotency-retention must be at least 1 second"),
             (self.schedule_grace >= 0, "--schedule-grace must not be negative"),
+            (self.retain_succeeded >= 0, "--retain-succeeded must not be negative"),
+            (self.retain_failed >= 0, "--retain-failed must not be negative"),
+            (self.retain_cancelled >= 0, "--retain-cancelled must not be negative"),
+            (self.retain_tombstones >= 0, "--retain-tombstones must not be negative"),
+            (0 < self.prune_interval <= 86_400, "--prune-interval must be in (0, 1d]"),
+            (1 <= self.prune_batch <= 10_000, "--prune-batch must be 1 to 10000"),
             (
                 self.max_message_bytes > self.max_payload_bytes,
                 "--max-message-bytes must be above --max-payload-bytes",
@@ -186,6 +212,15 @@ class SchedulerConfig:
             )
             if problem:
                 raise ValueError(problem)
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy.from_seconds(
+            succeeded=self.retain_succeeded,
+            failed=self.retain_failed,
+            cancelled=self.retain_cancelled,
+            tombstones=self.retain_tombstones,
+        )
 
     @property
     def http_enabled(self) -> bool:
@@ -393,6 +428,7 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     )
     # The fault suite's hook (tests/faults): not for production, so not in --help.
     p.add_argument("--crash-at", default="", help=argparse.SUPPRESS)
+    _add_retention_options(p.add_argument_group("retention"))
     dev = p.add_argument_group("development")
     dev.add_argument(
         "--with-worker",
@@ -414,4 +450,48 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     logs.add_argument(
         "--log-format", default="text", choices=LOG_FORMATS, help="readable text or JSON lines"
     )
+    add_tracing_options(p.add_argument_group("tracing"), service_name=SchedulerConfig.service_name)
     return p
+
+
+def _duration(text: str) -> float:
+    """argparse's form of :func:`parse_duration`: its message, not "invalid value"."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_retention_options(group: argparse._ArgumentGroup) -> None:
+    """Durations take seconds or one unit suffix (90s, 30m, 12h, 7d); 0 keeps forever."""
+    for state, default in (("succeeded", "7d"), ("failed", "30d"), ("cancelled", "7d")):
+        group.add_argument(
+            f"--retain-{state}",
+            type=_duration,
+            default=default,
+            metavar="DURATION",
+            help=f"how long a {state.upper()} task is kept after it finished "
+            "(seconds, or 30m, 12h, 7d; 0: forever)",
+        )
+    group.add_argument(
+        "--retain-tombstones",
+        type=_duration,
+        default="7d",
+        metavar="DURATION",
+        help="how long a deleted or pruned task stays in the change feed as a deletion "
+        "(WatchTasks resuming from an older since_revision misses it; 0: forever)",
+    )
+    group.add_argument(
+        "--prune-interval",
+        type=_duration,
+        default="60s",
+        metavar="DURATION",
+        help="time between prune rounds",
+    )
+    group.add_argument(
+        "--prune-batch",
+        type=int,
+        default=500,
+        metavar="ROWS",
+        help="tasks removed per write transaction (a round repeats until a batch is short)",
+    )

@@ -11,7 +11,7 @@ every method returns only after its own effects are durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +30,7 @@ from ..domain.model import (
     TaskFilter,
     TaskRecord,
     TaskSpec,
+    TaskState,
     TaskTypeRecord,
     WorkerRecord,
 )
@@ -89,6 +90,17 @@ class TaskStore(Protocol):
         """Remove a task; answers what was removed and the lease to cancel, if running."""
 
     async def delete_tasks(self, flt: TaskFilter) -> tuple[int, list[LeaseRef]]: ...
+    async def prune_finished(self, older_than: Mapping[TaskState, Micros], limit: int) -> int:
+        """Retention: remove at most ``limit`` tasks, oldest first, that finished longer ago
+        than ``older_than[their state]`` (states not named are kept), as one short write.
+        Removed tasks read as deleted to watchers; a task something unfinished still waits
+        for (a blocking FAILED task of a group, a task with cached followers) is kept.
+        Answers how many went; fewer than ``limit`` means none are left."""
+
+    async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
+        """Retention: remove at most ``limit`` records of deleted tasks older than
+        ``older_than`` (a watcher resuming from before them misses those deletions)."""
+
     async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
         """Raises NotFound, or FailedPrecondition when the task already finished."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ from .explain_facts import read_explain_facts
 from .filters import filter_sql
 from .inline import InlineConnection
 from .lease_writes import Decide, LeaseWrites
+from .retention import prune_finished, prune_tombstones
 from .rows import (
     ATTEMPT_COLUMNS,
     TASK_COLUMNS,
@@ -123,6 +124,8 @@ class SqliteTaskStore:
         self._add_worker = WriteKind("add_worker", _add_worker)
         self._remove_worker = WriteKind("remove_worker", _remove_worker)
         self._worker_draining = WriteKind("worker_draining", _worker_draining)
+        self._prune = WriteKind("prune", prune_finished)
+        self._prune_tombstones = WriteKind("prune_tombstones", prune_tombstones)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -276,6 +279,16 @@ class SqliteTaskStore:
             leases.extend(chunk_leases)
             if count == 0:
                 return total, leases
+
+    async def prune_finished(self, older_than: Mapping[TaskState, Micros], limit: int) -> int:
+        if not older_than or limit <= 0:
+            return 0
+        return await self._w.submit(self._prune, (dict(older_than), limit))
+
+    async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return await self._w.submit(self._prune_tombstones, (older_than, limit))
 
     async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
         return await self._w.submit(self._cancel, task_id)
