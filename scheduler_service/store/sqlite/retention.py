@@ -16,7 +16,8 @@ the cutoff cannot have finished before it. The ``tasks_finished`` index (finishe
 would do for one state, but every prune batch would walk past the tasks of the other
 states that are still kept (30 days of FAILED tasks while SUCCEEDED ones go after 7);
 here a batch walks past only the tasks of its own state that were created before the
-cutoff and finished after it.
+cutoff and finished after it. (An id made after the wall clock stepped back carries the
+later millisecond it had reached; such a task goes late by that step, never early.)
 """
 
 from __future__ import annotations

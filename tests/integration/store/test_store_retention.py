@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Mapping
+from typing import Any
 
 from scheduler_service.domain.model import (
     MICROS_PER_SECOND,
@@ -13,7 +15,7 @@ from scheduler_service.domain.model import (
     TaskFilter,
     TaskState,
 )
-from scheduler_service.store.sqlite.store import SqliteTaskStore
+from scheduler_service.store.sqlite.store import SqliteOptions, SqliteTaskStore
 from tests.integration.store.test_store_contract import spec
 from tests.integration.store.test_store_rules import finish, made, take
 from tests.support.clock import ManualClock
@@ -31,7 +33,7 @@ async def ids_stored(store: SqliteTaskStore) -> set[str]:
     return {task.id for task in tasks}
 
 
-def rows_of(store: SqliteTaskStore, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
+def rows_of(store: SqliteTaskStore, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
     """Read the file directly (a fresh connection sees every commit)."""
     with sqlite3.connect(store.path) as conn:
         return conn.execute(sql, params).fetchall()
@@ -201,3 +203,28 @@ async def test_nothing_to_prune_writes_nothing(store: SqliteTaskStore, clock: Ma
     assert await store.prune_finished({}, 100) == 0
     assert await store.prune_tombstones(1 * S, 100) == 0
     assert await store.revision() == revision
+
+
+async def test_two_processes_pruning_at_once_share_the_work(
+    store: SqliteTaskStore, clock: ManualClock
+) -> None:
+    await made(store, *(spec() for _ in range(60)))
+    await finish(store, await take(store))
+    clock.advance(60)
+    other = SqliteTaskStore(store.path, SqliteOptions(clock=clock))
+    await other.open()
+    try:
+
+        async def drain(s: SqliteTaskStore) -> int:
+            total = 0
+            while (removed := await s.prune_finished(SHORT, 7)) > 0:
+                total += removed
+            return total
+
+        first, second = await asyncio.gather(drain(store), drain(other))
+    finally:
+        await other.close()
+    assert first + second == 60
+    assert rows_of(store, "SELECT count(*) FROM tasks") == [(0,)]
+    assert rows_of(store, "SELECT sum(tasks) FROM task_counts") == [(0,)]
+    assert rows_of(store, "SELECT count(*) FROM deleted_tasks") == [(60,)]
