@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from orchestrator_client.logs import configure_logging
+from orchestrator_client.tracing import TracingUnavailable
 
 from .app import SchedulerApp
 from .config import SchedulerConfig
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))
-    except (OSError, DatabaseUnusable) as exc:
+    except (OSError, DatabaseUnusable, TracingUnavailable) as exc:
         print(f"orchestrator-scheduler: {exc}", file=sys.stderr)
         return 1
     return 0

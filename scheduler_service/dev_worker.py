@@ -23,6 +23,8 @@ _SCHEDULER_ONLY = frozenset(
         "ORCHESTRATOR_TLS_CERT",
         "ORCHESTRATOR_TLS_KEY",
         "ORCHESTRATOR_TLS_CLIENT_CA",
+        # The worker's spans carry its own service name (the endpoint, though, is shared).
+        "ORCHESTRATOR_SERVICE_NAME",
     }
 )
 

@@ -15,10 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from orchestrator_client.logs import configure_logging
+from orchestrator_client.tracing import TracingUnavailable
 
 from .config import WorkerConfig
 from .errors import RegistryError, SchedulerRejected
 from .registry import HandlerRegistry
+from .tracing import RunTracing
 from .worker import Worker
 
 log = logging.getLogger("worker_service")
@@ -58,7 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RegistryError as exc:
         print(f"orchestrator-worker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    worker = Worker(config, registry)
+    try:
+        tracing = RunTracing.from_config(config)
+    except TracingUnavailable as exc:
+        print(f"orchestrator-worker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    worker = Worker(config, registry, tracing=tracing)
     print(
         f"orchestrator-worker {config.worker_id}: {describe_schedulers(config.schedulers)}, "
         f"{config.slots} slots, types {', '.join(registry.names())}",
@@ -68,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = asyncio.run(_serve(worker))
     except KeyboardInterrupt:  # a signal before the handlers were installed
         code = EXIT_HARD
+    if tracing is not None:
+        tracing.shutdown()  # exports the last spans, before a hard exit could lose them
     if worker.abandoned:
         # Threads and processes that cannot be stopped would hold the interpreter open.
         logging.shutdown()

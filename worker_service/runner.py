@@ -50,6 +50,7 @@ from .pool_child import (
     signals_blocked,
 )
 from .registry import HandlerKind, HandlerRegistry, RegisteredHandler
+from .tracing import RunTracing
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +218,14 @@ class TaskRunner:
         executors: Executors,
         settings: HandlerSettings,
         worker_id: str,
+        tracing: RunTracing | None = None,
     ) -> None:
         self._registry = registry
         self._executors = executors
         self._settings = settings
         self._worker_id = worker_id
+        #: None when tracing is off: no span is made.
+        self._tracing = tracing
 
     def job(self, lease: pb.Lease, progress_sink: ProgressSink | None = None) -> Job:
         """A job for ``lease``; its handler's progress reports go to ``progress_sink``."""
@@ -240,7 +244,12 @@ class TaskRunner:
 
     async def execute(self, job: Job) -> pb.TaskResult:
         """Run ``job`` until its outcome is known; :attr:`Job.ended` tells when the work ended."""
-        result = await self._execute(job)
+        if self._tracing is None:
+            result = await self._execute(job)
+        else:
+            with self._tracing.run_span(job.lease) as span:
+                result = await self._execute(job)
+                self._tracing.finish(span, result)
         started_at = job.started_at
         if started_at is not None:
             results.started_at(result, started_at)

@@ -59,6 +59,7 @@ from .connection import Connection, StreamEnded
 from .errors import SchedulerRejected
 from .registry import HandlerRegistry
 from .runner import Executors, Job, StopReason, TaskRunner
+from .tracing import RunTracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,6 +104,7 @@ class Worker:
         *,
         rng: Callable[[], float] = random.random,
         welcome_timeout: float = WELCOME_TIMEOUT,
+        tracing: RunTracing | None = None,
     ) -> None:
         if not len(registry):
             raise ValueError("a worker needs at least one task type")
@@ -111,7 +113,7 @@ class Worker:
         self._welcome_timeout = welcome_timeout
         self._executors = Executors(threads=config.slots, processes=config.cpu_workers)
         self._runner = TaskRunner(
-            registry, self._executors, config.handler_settings(), config.worker_id
+            registry, self._executors, config.handler_settings(), config.worker_id, tracing
         )
         self._failover = Failover(
             config.schedulers, Backoff(max_delay=config.reconnect_max_delay, rng=rng)

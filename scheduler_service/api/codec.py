@@ -28,6 +28,7 @@ from ..domain.model import (
     WorkerRecord,
 )
 from ..domain.schedules import ScheduleRecord
+from ..tracing import lease_trace_context
 
 
 def task_message(
@@ -235,7 +236,7 @@ def explanation_message(
 
 
 def lease_message(lease: Lease) -> worker_service_pb2.Lease:
-    return worker_service_pb2.Lease(
+    message = worker_service_pb2.Lease(
         lease_id=lease.lease_id,
         task_id=lease.task_id,
         type=lease.type,
@@ -246,6 +247,9 @@ def lease_message(lease: Lease) -> worker_service_pb2.Lease:
         created_at=timestamp_from_micros(lease.created_at),
         labels=dict(lease.labels),
     )
+    if lease.trace_context:  # only traced creates: nothing to decode otherwise
+        message.trace_context.update(lease_trace_context(lease.trace_context))
+    return message
 
 
 def create_request(spec: TaskSpec) -> task_service_pb2.CreateTaskRequest:

@@ -27,6 +27,7 @@ from ..engine.feed import ChangeFeed
 from ..engine.metrics import SchedulerMetrics
 from ..engine.tasks import TaskOperations
 from ..security.access import Caller
+from ..tracing import CreateSpan, SchedulerTracing
 from . import codec, page_tokens, validation
 from .errors import server_stream, unary
 from .validation import Limits
@@ -71,12 +72,15 @@ class TaskServicer:
         clock: Clock,
         limits: Limits,
         metrics: SchedulerMetrics,
+        tracing: SchedulerTracing | None = None,
     ) -> None:
         self.tasks = tasks
         self.feed = feed
         self.clock = clock
         self.limits = limits
         self.metrics = metrics
+        #: None when tracing is off: creates then take their plain path, no span made.
+        self.tracing = tracing
 
     @unary
     async def CreateTask(
@@ -85,11 +89,27 @@ class TaskServicer:
         context: grpc.aio.ServicerContext[Any, Any],
         caller: Caller,
     ) -> task_pb2.Task:
+        if self.tracing is None:
+            return await self._create_task(request, context, caller, None)
+        with self.tracing.create_span("CreateTask", context) as span:
+            return await self._create_task(request, context, caller, span)
+
+    async def _create_task(
+        self,
+        request: task_service_pb2.CreateTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
+        span: CreateSpan | None,
+    ) -> task_pb2.Task:
         now = self.clock.now()
         spec = validation.task_spec(
             request, client=client_of(caller, context, self.limits), now=now, limits=self.limits
         )
+        if span is not None:
+            spec = dataclasses.replace(spec, trace_context=span.trace_context)
         (task,) = await self.tasks.create([spec], ["type"])
+        if span is not None:
+            span.created([task])
         return codec.task_message(
             task, self.clock.now(), full=True, payload=_same_payload(task, spec, request)
         )
@@ -100,6 +120,18 @@ class TaskServicer:
         request: task_service_pb2.BatchCreateTasksRequest,
         context: grpc.aio.ServicerContext[Any, Any],
         caller: Caller,
+    ) -> task_service_pb2.BatchCreateTasksResponse:
+        if self.tracing is None:
+            return await self._batch_create_tasks(request, context, caller, None)
+        with self.tracing.create_span("BatchCreateTasks", context) as span:
+            return await self._batch_create_tasks(request, context, caller, span)
+
+    async def _batch_create_tasks(
+        self,
+        request: task_service_pb2.BatchCreateTasksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        caller: Caller,
+        span: CreateSpan | None,
     ) -> task_service_pb2.BatchCreateTasksResponse:
         count = len(request.tasks)
         if not 1 <= count <= self.limits.max_batch:
@@ -114,8 +146,12 @@ class TaskServicer:
             )
             for i, item in enumerate(request.tasks)
         ]
+        if span is not None:
+            specs = [dataclasses.replace(s, trace_context=span.trace_context) for s in specs]
         fields = [f"tasks[{i}].type" for i in range(count)]
         created = await self.tasks.create(specs, fields)
+        if span is not None:
+            span.created(created)
         now = self.clock.now()
         return task_service_pb2.BatchCreateTasksResponse(
             tasks=[

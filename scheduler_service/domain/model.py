@@ -120,6 +120,9 @@ class TaskSpec:
     key_limits: ConcurrencyLimits | None = None
     #: With ``cache``: reuse only results at most this old (None: any age).
     cache_max_age: Micros | None = None
+    #: The create's W3C trace context as JSON (see :mod:`scheduler_service.tracing`); empty
+    #: when the scheduler does not trace. Every lease of the task carries it.
+    trace_context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,11 @@ class Lease:
     timeout: Micros
     created_at: Micros
     labels: Mapping[str, str]
+    #: When this attempt became due (run_at, a backoff's end, its group's turn): the
+    #: dispatch latency metric measures from here.
+    due_at: Micros = 0
+    #: The create's W3C trace context as JSON; empty when it was not traced.
+    trace_context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +283,8 @@ class EndedAttempt:
     outcome: AttemptOutcome | None = None
     session_id: str = ""
     reason: str = ""
+    #: The task's type, for metrics by type (no read of the task needed to label them).
+    type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

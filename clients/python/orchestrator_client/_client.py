@@ -38,6 +38,7 @@ from ._retry import RetryPolicy, call_with_retry
 from ._states import TERMINAL_STATES, StateLike, state_name
 from .channel import TlsConfig
 from .protocol import CLIENT_METADATA_KEY, DEFAULT_SCHEDULER_ADDRESS
+from .tracing import outgoing_trace_metadata
 
 if TYPE_CHECKING:
     # The async stub classes exist only in the generated .pyi files.
@@ -188,16 +189,21 @@ class AsyncClient:
 
     # -- calling -------------------------------------------------------------------------------
 
-    async def _unary(self, method: Any, request: _message.Message) -> Any:
+    async def _unary(self, method: Any, request: _message.Message, *, traced: bool = False) -> Any:
         """One unary call with deadline, metadata, typed errors and retries on UNAVAILABLE.
 
         ``method`` is a stub's multi-callable; grpc ships no type hints, so callers annotate
-        the result with the response type the contract names.
+        the result with the response type the contract names. ``traced`` calls carry the
+        caller's active OpenTelemetry span as W3C trace context, for the scheduler's spans
+        (and the worker's, through the lease) to join the caller's trace.
         """
+        metadata = self._metadata
+        if traced:
+            metadata = (*metadata, *outgoing_trace_metadata())
 
         async def attempt() -> Any:
             with translated_errors():
-                return await method(request, timeout=self._timeout, metadata=self._metadata)
+                return await method(request, timeout=self._timeout, metadata=metadata)
 
         return await call_with_retry(attempt, self._retry, sleep=self._sleep, rng=self._rng)
 
@@ -280,7 +286,7 @@ class AsyncClient:
             key_max_running=key_max_running,
             key_max_per_second=key_max_per_second,
         )
-        task: task_pb2.Task = await self._unary(self._tasks.CreateTask, request)
+        task: task_pb2.Task = await self._unary(self._tasks.CreateTask, request, traced=True)
         return task
 
     async def batch_create_tasks(
@@ -293,7 +299,7 @@ class AsyncClient:
         """
         request = task_service_pb2.BatchCreateTasksRequest(tasks=create_task_requests(tasks))
         response: task_service_pb2.BatchCreateTasksResponse = await self._unary(
-            self._tasks.BatchCreateTasks, request
+            self._tasks.BatchCreateTasks, request, traced=True
         )
         return response
 

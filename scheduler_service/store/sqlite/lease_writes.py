@@ -106,7 +106,7 @@ class LeaseWrites:
                     updated_at = ?, revision = ?
                 WHERE state = 2 AND id IN ({placeholders(len(task_ids))})
                 RETURNING id, type, payload, lease_id, attempts, attempt_seq, max_attempts,
-                    timeout, created_at, labels, due_at""",
+                    timeout, created_at, labels, due_at, trace_context""",
             [
                 request.worker_id,
                 request.session_id,
@@ -142,6 +142,8 @@ class LeaseWrites:
                 timeout=row[7],
                 created_at=row[8],
                 labels=json.loads(row[9]),
+                due_at=row[10],
+                trace_context=row[11],
             )
             for row in rows
         ]
@@ -227,6 +229,7 @@ class LeaseWrites:
                     new_state=change.state,
                     outcome=end.outcome,
                     session_id=row.session_id,
+                    type=row.type,
                 )
             )
         await tx.conn.executemany(

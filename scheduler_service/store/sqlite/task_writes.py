@@ -36,8 +36,8 @@ INSERT INTO tasks (
     id, type, payload, state, priority, run_at, due_at, claim_key, max_attempts,
     backoff_initial, backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp,
     idempotency_key, cache, client, labels, created_at, updated_at, revision, on_failure,
-    concurrency_key, cache_key, cached, cached_from, result, finished_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    concurrency_key, cache_key, cached, cached_from, result, finished_at, trace_context
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _UPSERT_KEY_LIMITS = """
@@ -79,6 +79,7 @@ class TaskWrites:
         existing = await self._tasks_by_key(tx, specs)
         answers: list[tuple[TaskRecord, bool]] = []
         new: list[TaskRecord] = []
+        traces: dict[str, str] = {}  # task id -> the create's trace context, when traced
         by_key: dict[tuple[str, str], TaskRecord] = {}
         leaders: dict[str, str] = {}  # cache key -> id of the task made to lead in this batch
         for spec in specs:
@@ -93,8 +94,10 @@ class TaskWrites:
             if spec.idempotency_key:
                 by_key[key] = record
             new.append(record)
+            if spec.trace_context:
+                traces[record.id] = spec.trace_context
             answers.append((record, True))
-        await self._insert(tx, new, specs)
+        await self._insert(tx, new, specs, traces)
         promoted = await promote_next(tx, (r.group for r in new), self.priority_aging)
         if promoted:
             answers = [
@@ -164,7 +167,13 @@ class TaskWrites:
         leaders[key] = record.id
         return record
 
-    async def _insert(self, tx: Tx, records: list[TaskRecord], specs: list[TaskSpec]) -> None:
+    async def _insert(
+        self,
+        tx: Tx,
+        records: list[TaskRecord],
+        specs: list[TaskSpec],
+        traces: dict[str, str],
+    ) -> None:
         if not records:
             return
         rows = []
@@ -179,7 +188,7 @@ class TaskWrites:
                     int(r.cache), r.client, json.dumps(dict(r.labels), sort_keys=True),
                     r.created_at, r.updated_at, r.revision, int(r.on_failure),
                     r.concurrency_key, cache_key_of(r), int(r.cached), r.cached_from,
-                    r.result_json, r.finished_at,
+                    r.result_json, r.finished_at, traces.get(r.id, ""),
                 )
             )  # fmt: skip
             labels.extend((r.id, k, v) for k, v in r.labels.items())
