@@ -198,8 +198,8 @@ class AsyncClient:
         (and the worker's, through the lease) to join the caller's trace.
         """
         metadata = self._metadata
-        if traced:
-            metadata = (*metadata, *outgoing_trace_metadata())
+        if traced and (trace_context := outgoing_trace_metadata()):
+            metadata = (*metadata, *trace_context)
 
         async def attempt() -> Any:
             with translated_errors():
