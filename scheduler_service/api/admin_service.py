@@ -9,7 +9,7 @@ import grpc
 from orchestrator.v1 import admin_service_pb2 as pb
 
 from ..domain.clock import Clock
-from ..domain.model import WorkerRecord
+from ..engine.admin import AdminOperations
 from ..engine.dispatcher import Dispatcher
 from ..engine.metrics import SchedulerMetrics
 from ..engine.schedules import ScheduleOperations
@@ -41,17 +41,7 @@ class AdminServicer(ScheduleRpcs):
         self.clock = clock
         self.limits = limits
         self.metrics = metrics
-
-    async def _workers_by_type(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for worker in await self._live_workers():
-            for name in worker.task_types:
-                counts[name] = counts.get(name, 0) + 1
-        return counts
-
-    async def _live_workers(self) -> list[WorkerRecord]:
-        # A row not refreshed for two lease periods belongs to a crashed scheduler process.
-        return await self.store.list_workers(self.clock.now() - 2 * self.dispatcher.lease_ttl)
+        self.operations = AdminOperations(store, dispatcher, clock)
 
     @unary
     async def ListTaskTypes(
@@ -64,8 +54,8 @@ class AdminServicer(ScheduleRpcs):
             "page_size", request.page_size, _DEFAULT_PAGE, self.limits.max_page_size
         )
         after = page_tokens.decode(request.page_token, "task_types")
-        records = [r for r in await self.store.list_task_types() if after is None or r.name > after]
-        workers = await self._workers_by_type()
+        records = [r for r in await self.operations.task_types() if after is None or r.name > after]
+        workers = await self.operations.workers_by_type()
         page = records[:size]
         more = len(records) > size
         return pb.ListTaskTypesResponse(
@@ -84,15 +74,13 @@ class AdminServicer(ScheduleRpcs):
         limits = validation.concurrency_limits("limits", request.limits)
         record = await self.store.set_task_type_limits(request.type, limits)
         self.dispatcher.wake()  # a raised limit may let waiting tasks go at once
-        workers = await self._workers_by_type()
+        workers = await self.operations.workers_by_type()
         return codec.task_type_message(record, workers.get(request.type, 0))
 
     async def _set_paused(self, field: str, name: str, paused: bool) -> pb.TaskType:
         validation.require_type(field, name)
-        record = await self.store.set_task_type_paused(name, paused)
-        if not paused:
-            self.dispatcher.wake()
-        workers = await self._workers_by_type()
+        record = await self.operations.set_paused(name, paused)
+        workers = await self.operations.workers_by_type()
         return codec.task_type_message(record, workers.get(name, 0))
 
     @unary
@@ -126,7 +114,7 @@ class AdminServicer(ScheduleRpcs):
         after = page_tokens.decode(request.page_token, "workers")
         workers = [
             w
-            for w in await self._live_workers()
+            for w in await self.operations.live_workers()
             if after is None or f"{w.worker_id}/{w.session_id}" > after
         ]
         page = workers[:size]
@@ -144,5 +132,5 @@ class AdminServicer(ScheduleRpcs):
         context: grpc.aio.ServicerContext[Any, Any],
         caller: Caller,
     ) -> pb.GetStatsResponse:
-        stats = await self.store.stats()
-        return codec.stats_message(stats, len(await self._live_workers()))
+        stats = await self.operations.stats()
+        return codec.stats_message(stats, len(await self.operations.live_workers()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +21,8 @@ from ..security.tokens import Role
 log = logging.getLogger(__name__)
 
 METRICS_METHOD = "/metrics"
+#: The cookie in which the dashboard's login form keeps an admin token (HttpOnly, SameSite).
+TOKEN_COOKIE = "orchestrator_token"
 
 
 def _subject(certificate: dict[str, object]) -> tuple[str, str]:
@@ -41,9 +43,16 @@ def metrics_guard(guard: Guard) -> Guard:
     )
 
 
-def admin_check(guard: Guard, request: web.Request) -> web.Response | None:
+def admin_check(
+    guard: Guard, request: web.Request, token: str | None = None
+) -> web.Response | None:
     """None when ``request`` may read the metrics, else the 401/403 answer; ``guard`` is
-    a :func:`metrics_guard`."""
+    a :func:`metrics_guard`.
+
+    The credential is ``token`` when given (the dashboard's login form), else the
+    ``Authorization`` header, else the dashboard's cookie (browsers cannot add headers to
+    the requests a page makes for its own URLs, such as an ``EventSource``).
+    """
     if not guard.enabled:
         return None
     certificate = request.transport.get_extra_info("peercert") if request.transport else None
@@ -55,6 +64,11 @@ def admin_check(guard: Guard, request: web.Request) -> web.Response | None:
             "x509_subject": [f"OU={unit},CN={common_name}".encode()],
         }
     metadata = [("authorization", value) for value in request.headers.getall("Authorization", [])]
+    cookie = request.cookies.get(TOKEN_COOKIE, "")
+    if token is not None:
+        metadata = [("authorization", f"Bearer {token}")]
+    elif not metadata and cookie:
+        metadata = [("authorization", f"Bearer {cookie}")]
     try:
         guard.check(METRICS_METHOD, metadata, auth)
     except AccessDenied as denied:
@@ -70,8 +84,15 @@ def admin_check(guard: Guard, request: web.Request) -> web.Response | None:
 
 
 def build_app(
-    metrics: SchedulerMetrics, is_ready: Callable[[], bool], guard: Guard | None = None
+    metrics: SchedulerMetrics,
+    is_ready: Callable[[], bool],
+    guard: Guard | None = None,
+    *,
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
+    """The HTTP side. ``refresh_metrics`` is awaited before each ``/metrics`` answer: it
+    sets the gauges that come from the store (the queue depth), so they cost a read per
+    scrape and nothing when nobody scrapes."""
     admins = metrics_guard(guard or Guard())
 
     async def healthz(request: web.Request) -> web.Response:
@@ -86,6 +107,8 @@ def build_app(
         refused = admin_check(admins, request)
         if refused is not None:
             return refused
+        if refresh_metrics is not None:
+            await refresh_metrics()
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
