@@ -16,10 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.v1 import task_service_pb2
+from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
-from tests.support.commands import CommandResult, clean_environment, parse_time, run_command
+from tests.support.commands import (
+    BackgroundCommand,
+    CommandResult,
+    clean_environment,
+    parse_time,
+    run_command,
+)
 from tests.support.pki import CertificateAuthority
+from tests.support.polling import eventually
 from tests.support.secure import Credentials, tls_config, write_tokens
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
@@ -86,6 +93,7 @@ async def test_creates_a_task_waits_for_it_and_prints_it(
     # The proto3 JSON mapping: RFC 3339 times, int64 as a string, as grpcurl prints them.
     assert parse_time(task["created_at"]) <= parse_time(task["finished_at"])
     assert int(task["revision"]) > 0
+    assert task["timeout"] == "600s"  # a Duration: the default per-attempt timeout
     # And it is the scheduler's task, as the scheduler tells it to another client.
     stored = await cluster.tasks().GetTask(task_service_pb2.GetTaskRequest(id=task["id"]))
     assert stored.result["sum"] == 41.5 and stored.revision == int(task["revision"])
@@ -144,6 +152,35 @@ async def test_errors_print_the_status_code_and_message(
     unreachable = await run_node(node_client, "--scheduler", address, "sum2")
     message = stderr_error(unreachable, EXIT_UNREACHABLE, "UNAVAILABLE")
     assert f"is a scheduler listening at {address}?" in message
+
+
+@pytest.mark.slow
+async def test_the_wait_outlives_a_scheduler_restart(
+    node_client: list[str], cluster: Cluster
+) -> None:
+    scheduler = await cluster.start_scheduler()
+    await cluster.start_worker()
+    env = clean_environment(ORCHESTRATOR_SCHEDULER=scheduler.grpc_address)
+    async with await BackgroundCommand.start(
+        [*node_client, "--timeout", "60", "foo", '{"seconds": 3}'], env=env
+    ) as waiting:
+
+        async def running() -> str | None:
+            listed = await cluster.tasks().ListTasks(task_service_pb2.ListTasksRequest())
+            return next(
+                (t.id for t in listed.tasks if t.state == task_pb2.TASK_STATE_RUNNING), None
+            )
+
+        task_id = await eventually(running, timeout=20, message="the foo task runs")
+        # The scheduler dies under the watch; a new one takes its port while the task runs.
+        assert waiting.process.returncode is None  # still waiting on its watch
+        scheduler.kill()
+        await cluster.restart_scheduler(scheduler)
+        result = await waiting.finish(within=60)
+
+    assert result.returncode == EXIT_SUCCEEDED, f"{result}\n{cluster.dump()}"
+    task = result.json()
+    assert task["id"] == task_id and task["state"] == "TASK_STATE_SUCCEEDED"
 
 
 @pytest.mark.slow
