@@ -147,6 +147,10 @@ async def test_errors_print_the_status_code_and_message(
     listed = await cluster.tasks().ListTasks(task_service_pb2.ListTasksRequest())
     assert list(listed.tasks) == []  # not one of those calls created a task
 
+    # No worker serves sum2 here: the task waits, and the wait runs out of time.
+    late = await run_node(node_client, "--scheduler", address, "--timeout", "1", "sum2")
+    assert "Deadline exceeded" in stderr_error(late, EXIT_RPC_ERROR, "DEADLINE_EXCEEDED")
+
     scheduler.signal(signal.SIGTERM)
     await scheduler.wait_async(30)
     unreachable = await run_node(node_client, "--scheduler", address, "sum2")
