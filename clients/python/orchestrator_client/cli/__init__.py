@@ -18,9 +18,11 @@ from .._errors import OrchestratorError, Unavailable
 from ..channel import TlsConfig
 from ._batch import batch
 from ._commands import COMMANDS, Command, Context, ask
+from ._completion import command_tree
+from ._completion import script as shell_script
 from ._exit import ExitCode, UsageError
 from ._output import Output
-from ._parser import build_parser
+from ._parser import COMPLETION_HINTS, build_parser
 
 __all__ = ["ExitCode", "main"]
 
@@ -34,6 +36,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         args = build_parser(os.environ if environ is None else environ).parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    if args.command == "completion":  # needs no scheduler: answered before any connection
+        sys.stdout.write(completion_script(args.shell, build_parser({})))
+        return ExitCode.OK
     json_mode = not sys.stdout.isatty() if args.json is None else bool(args.json)
     out = Output(json_mode=json_mode, stdout=sys.stdout, stderr=sys.stderr)
     try:
@@ -47,6 +52,11 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return ExitCode.OK
+
+
+def completion_script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """The completion script of ``shell`` for this parser's commands and flags."""
+    return shell_script(shell, command_tree(parser, COMPLETION_HINTS))
 
 
 def tls_config(args: argparse.Namespace) -> TlsConfig | None:

@@ -498,7 +498,9 @@ async def batch(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from None
     with stream, _input_errors(source):
         rows = read_rows(stream)
-        display: Display = ProgressBar(ctx.out.err_console) if ctx.out.err_is_tty else NoDisplay()
+        display: Display = NoDisplay()
+        if ctx.out.draws_progress:
+            display = ProgressBar(ctx.out.err_console)
         run = BatchRun(
             ctx.client,
             batch_id,

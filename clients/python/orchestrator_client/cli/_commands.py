@@ -125,7 +125,8 @@ async def create(ctx: Context, args: argparse.Namespace) -> int:
     if not ctx.out.json_mode:
         ctx.out.note(f"created {task.id}; waiting for it to end")
     try:
-        final = await ctx.client.wait_for_task(task.id, timeout=args.wait_timeout)
+        with ctx.out.waiting(f"waiting for task {task.id} to end"):
+            final = await ctx.client.wait_for_task(task.id, timeout=args.wait_timeout)
     except TimeoutError:
         raise DeadlineExceeded(
             f"task {task.id} did not end within {format_duration(args.wait_timeout)}"
@@ -219,15 +220,25 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
 async def watch(ctx: Context, args: argparse.Namespace) -> int:
     """Print each change; the exit status says how the task ended, like ``create --wait``."""
     last: task_service_pb2.TaskEvent | None = None
-    async for event in ctx.client.watch_task(args.id):
-        ctx.out.show_event(event, event_line)
-        last = event
+    with ctx.out.waiting(f"watching task {args.id}") as display:
+        async for event in ctx.client.watch_task(args.id):
+            ctx.out.show_event(event, event_line)
+            display.update(f"watching task {args.id}: {_where(event.task)}")
+            last = event
     if last is not None and last.type == task_service_pb2.TASK_EVENT_TYPE_DELETED:
         return ExitCode.TASK_UNSUCCESSFUL
     if last is None or last.task.state not in TERMINAL_STATES:
         where = "before any event" if last is None else f"at {state_name(last.task.state)}"
         raise WatchEnded(f"the watch of task {args.id} ended {where}")
     return _outcome(last.task)
+
+
+def _where(task: task_pb2.Task) -> str:
+    """``RUNNING, attempt 2 of 3``: where a watched task is, for the spinner."""
+    where = state_name(task.state)
+    if task.attempts:
+        where += f", attempt {task.attempts} of {task.max_attempts}"
+    return where
 
 
 async def all_task_types(client: AsyncClient) -> list[admin_service_pb2.TaskType]:

@@ -9,13 +9,16 @@ shape every time. int64 fields are strings there, as the protobuf JSON mapping s
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console, RenderableType
+
+from ._progress import NoDisplay, Spinner, WaitDisplay
 
 M = TypeVar("M", bound=Message)
 PIPE_WIDTH = 1000
@@ -52,6 +55,8 @@ class Output:
         self._console = Console(file=stdout, highlight=False, width=width)
         self._errors = Console(file=stderr, highlight=False)
         self._stderr_is_tty = stderr.isatty()
+        #: The spinner of the wait in progress (``waiting``), paused around every line.
+        self._display: WaitDisplay = NoDisplay()
 
     @property
     def err_console(self) -> Console:
@@ -60,22 +65,43 @@ class Output:
 
     @property
     def err_is_tty(self) -> bool:
-        """Whether stderr is a terminal: only then is a live display worth drawing."""
+        """Whether stderr is a terminal."""
         return self._stderr_is_tty
+
+    @property
+    def draws_progress(self) -> bool:
+        """Whether a live display (spinner, progress bar) is drawn: only for a person, on a
+        terminal's stderr, and never beside JSON output, which is for programs."""
+        return self._stderr_is_tty and not self.json_mode
+
+    @contextlib.contextmanager
+    def waiting(self, text: str) -> Iterator[WaitDisplay]:
+        """A spinner on stderr saying ``text`` for as long as the block runs (a terminal
+        and no JSON only: otherwise a display that draws nothing). Lines printed meanwhile
+        appear above it."""
+        display: WaitDisplay = Spinner(self._errors, text) if self.draws_progress else NoDisplay()
+        self._display = display
+        try:
+            yield display
+        finally:
+            display.close()
+            self._display = NoDisplay()
 
     def show(self, message: M, render: Callable[[M], RenderableType]) -> None:
         """A response: as JSON, or as ``render(message)`` for people."""
-        if self.json_mode:
-            self.write_json(message_to_dict(message))
-        else:
-            self._console.print(render(message))
+        with self._display.paused():
+            if self.json_mode:
+                self.write_json(message_to_dict(message))
+            else:
+                self._console.print(render(message))
 
     def show_event(self, message: M, render: Callable[[M], RenderableType]) -> None:
         """One item of a stream: a JSON line, or one rendered line."""
-        if self.json_mode:
-            self.write_json(message_to_dict(message), compact=True)
-        else:
-            self._console.print(render(message))
+        with self._display.paused():
+            if self.json_mode:
+                self.write_json(message_to_dict(message), compact=True)
+            else:
+                self._console.print(render(message))
 
     def write_json(self, document: Any, *, compact: bool = False) -> None:
         document = _whole_numbers(document)
@@ -87,12 +113,15 @@ class Output:
     def say(self, text: str) -> None:
         """A sentence for people on stdout (``deleted t1``); nothing in JSON mode."""
         if not self.json_mode:
-            self._console.print(text, markup=False, soft_wrap=True)
+            with self._display.paused():
+                self._console.print(text, markup=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A hint on stderr (``more: --page-token …``), so it never pollutes piped output."""
-        self._errors.print(text, style="dim", markup=False, soft_wrap=True)
+        with self._display.paused():
+            self._errors.print(text, style="dim", markup=False, soft_wrap=True)
 
     def error(self, text: str) -> None:
         """``error: <text>`` on stderr, on one line, brackets in the details kept as they are."""
-        self._errors.print(f"error: {text}", style="red", markup=False, soft_wrap=True)
+        with self._display.paused():
+            self._errors.print(f"error: {text}", style="red", markup=False, soft_wrap=True)

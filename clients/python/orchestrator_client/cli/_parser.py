@@ -17,6 +17,7 @@ from .._states import parse_state, state_names
 from .._version import __version__
 from ..envargs import EnvArgumentParser
 from ..protocol import DEFAULT_SCHEDULER_ADDRESS
+from ._completion import SHELLS, Hints
 from ._values import (
     load_payload,
     parse_duration,
@@ -65,6 +66,13 @@ def _positive_int(text: str) -> int:
 
 
 positive_int = _argument(_positive_int, "count")
+
+#: What shell completion cannot learn from the parser: the arguments whose value is a file's
+#: path, and the words of options that check their values in ``type`` (no ``choices``).
+COMPLETION_HINTS = Hints(
+    path_dests=frozenset({"tls_ca", "tls_cert", "tls_key", "input", "output"}),
+    words={"states": state_names()},
+)
 
 #: The most tasks ``batch`` sends in one BatchCreateTasks call.
 MAX_CHUNK_SIZE = 500
@@ -211,6 +219,15 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
         command("schedule", "recurring schedules: create, list, get, delete, pause, resume"), output
     )
     _add_batch(command("batch", "create a task per row of a CSV file, wait, write a results CSV"))
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for SHELL, made from taskctl's own commands "
+        "and flags. Load it with `source <(taskctl completion bash)` (zsh likewise), or "
+        "`taskctl completion fish | source`; put that line in the shell's startup file "
+        "to keep it.",
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
 
 
