@@ -5,7 +5,8 @@
  * instead of callbacks.
  */
 
-import { readFileSync } from "node:fs";
+import { accessSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
@@ -16,6 +17,9 @@ import { LOADER_OPTIONS, ProtoJson } from "./protojson.js";
 
 /** The repository's proto/ folder, which holds orchestrator/v1/*.proto. */
 export const DEFAULT_PROTO_ROOT = fileURLToPath(new URL("../../../proto", import.meta.url));
+
+/** The service's .proto file, relative to the proto root; it imports the others. */
+const CONTRACT = "orchestrator/v1/task_service.proto";
 
 /** Where the scheduler listens unless told otherwise (as for taskctl and the workers). */
 export const DEFAULT_SCHEDULER = "127.0.0.1:50051";
@@ -80,8 +84,10 @@ export class TaskService {
    * @param {TlsOptions} [options.tls]
    */
   constructor({ address, protoRoot = DEFAULT_PROTO_ROOT, token, clientId, tls }) {
+    // Fails (ENOENT, naming the path) before proto-loader would, with a vaguer message.
+    accessSync(join(protoRoot, CONTRACT));
     // google/protobuf/*.proto need no include dir: proto-loader takes its own bundled copies.
-    const definition = loadSync("orchestrator/v1/task_service.proto", {
+    const definition = loadSync(CONTRACT, {
       ...LOADER_OPTIONS,
       includeDirs: [protoRoot],
     });
