@@ -27,7 +27,8 @@ class RetentionPruner:
     Each batch is one short write transaction through the store's group commit, so
     creates, claims and results queued meanwhile commit between two batches (the writer
     takes them with, or right after, the next one) and never wait for a whole round. A round
-    ends at the first short batch: nothing of that kind is left. Any scheduler process
+    ends when a batch of tasks removes nothing (the store may cut a batch of large tasks
+    short), or a batch of deletion records comes back short. Any scheduler process
     sharing the database may prune; two pruning at once only share the work.
     """
 
@@ -60,10 +61,10 @@ class RetentionPruner:
         ages = self._policy.task_ages
         while ages:
             removed = await self._store.prune_finished(ages, self._batch)
+            if not removed:  # not "short": a batch of large tasks stops early (time budget)
+                break
             tasks += removed
             self._metrics.tasks_pruned.inc(removed)
-            if removed < self._batch:
-                break
             await asyncio.sleep(0)  # let the callers of the commit just made run first
         # Tombstones last: this round's prunes left theirs, which are not old yet.
         while self._policy.tombstones > 0:

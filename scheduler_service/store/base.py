@@ -95,7 +95,8 @@ class TaskStore(Protocol):
         than ``older_than[their state]`` (states not named are kept), as one short write.
         Removed tasks read as deleted to watchers; a task something unfinished still waits
         for (a blocking FAILED task of a group, a task with cached followers) is kept.
-        Answers how many went; fewer than ``limit`` means none are left."""
+        Answers how many went: 0 when none are left. A batch of large tasks may stop short
+        of ``limit`` to keep its transaction short, so call again until 0."""
 
     async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
         """Retention: remove at most ``limit`` records of deleted tasks older than

@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from scheduler_service.domain.model import (
     MICROS_PER_SECOND,
     AttemptOutcome,
@@ -15,6 +17,7 @@ from scheduler_service.domain.model import (
     TaskFilter,
     TaskState,
 )
+from scheduler_service.store.sqlite import retention
 from scheduler_service.store.sqlite.store import SqliteOptions, SqliteTaskStore
 from tests.integration.store.test_store_contract import spec
 from tests.integration.store.test_store_rules import finish, made, take
@@ -228,3 +231,22 @@ async def test_two_processes_pruning_at_once_share_the_work(
     assert rows_of(store, "SELECT count(*) FROM tasks") == [(0,)]
     assert rows_of(store, "SELECT sum(tasks) FROM task_counts") == [(0,)]
     assert rows_of(store, "SELECT count(*) FROM deleted_tasks") == [(60,)]
+
+
+async def test_a_batch_stops_at_its_time_budget_and_the_rest_go_next(
+    store: SqliteTaskStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting reads a payload's overflow pages: large tasks make a batch slow, so a batch
+    deletes chunk by chunk and commits what it removed once its time is up."""
+    monkeypatch.setattr(retention, "DELETE_BUDGET_S", 0.0)  # every chunk is over budget
+    big = spec(payload_json='{"big":"' + "x" * 50_000 + '"}')
+    tasks = await made(store, *[big] * 40)
+    await finish(store, await take(store))
+    clock.advance(60)
+    chunk = retention.FIRST_CHUNK
+    removed = [await store.prune_finished(SHORT, 500) for _ in range(40 // chunk + 1)]
+    assert removed == [chunk] * (40 // chunk) + [0]
+    assert await ids_stored(store) == set()
+    changes = await store.changes_since((0, ""), 100)
+    assert {c.task_id for c in changes if c.task is None} == {t.id for t in tasks}
+    assert rows_of(store, "SELECT sum(tasks) FROM task_counts") == [(0,)]
