@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator_client.envargs import EnvArgumentParser
 from scheduler_service.config import SchedulerConfig
+from scheduler_service.config import build_parser as scheduler_parser
 from worker_service.config import WorkerConfig
+from worker_service.config import build_parser as worker_parser
 
 
 def _parser(environ: dict[str, str] | None = None) -> EnvArgumentParser:
@@ -262,3 +265,15 @@ def test_worker_checks_file_values_with_the_flags_own_types(
     assert f"config file {config}: slots: must be between 1 and 10000, got 0" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("build", [scheduler_parser, worker_parser], ids=["scheduler", "worker"])
+def test_service_help_shows_no_empty_defaults_and_the_precedence(
+    build: Callable[[dict[str, str]], EnvArgumentParser],
+) -> None:
+    help_text = " ".join(build({}).format_help().split())
+    for noise in ("(default: None)", "(default: )", "(default: False)", "(default: [])"):
+        assert noise not in help_text
+    assert "--config FILE" in help_text and "[env ORCHESTRATOR_CONFIG]" in help_text
+    assert "The command line wins over the variable, the variable over the file" in help_text
+    assert "(default: info) [env ORCHESTRATOR_LOG_LEVEL]" in help_text
