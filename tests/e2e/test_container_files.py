@@ -16,6 +16,7 @@ What can be checked outside a container is checked:
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import re
 import shlex
 import shutil
@@ -116,6 +117,22 @@ def test_the_image_runs_as_a_non_root_user_and_runs_the_entry_points() -> None:
     assert "orchestrator-worker" in scripts
 
 
+def _docker_ignored(directory: str, names: list[str]) -> set[str]:
+    """What ``.dockerignore`` keeps out of the build context, for a copy of ``directory``."""
+    patterns = [
+        line.strip().removeprefix("**/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    relative = Path(directory).relative_to(ROOT) if Path(directory).is_relative_to(ROOT) else None
+    ignored = set()
+    for name in names:
+        path = str(relative / name) if relative is not None else name
+        if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns):
+            ignored.add(name)
+    return ignored
+
+
 def _json_list(text: str) -> list[str]:
     return [part.strip().strip('"') for part in text.strip()[1:-1].split(",")]
 
@@ -132,9 +149,7 @@ async def test_the_build_stage_makes_a_wheel_that_serves_with_the_image_settings
             for path in paths:
                 origin = ROOT / path
                 if origin.is_dir():
-                    shutil.copytree(
-                        origin, source / path, ignore=shutil.ignore_patterns("__pycache__")
-                    )
+                    shutil.copytree(origin, source / path, ignore=_docker_ignored)
                 else:
                     shutil.copy(origin, source / path)
     (run,) = [line for line in build if line.upper().startswith("RUN ")]
