@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -27,10 +28,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from orchestrator.v1 import task_pb2
 from orchestrator.v1 import worker_service_pb2 as pb
 from orchestrator.v1 import worker_service_pb2_grpc as pb_grpc
-from orchestrator_client import AsyncClient
+from orchestrator_client import AsyncClient, Client
 from orchestrator_client.protocol import WORKER_PROTOCOL_VERSION
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
+from tests.support.processes import SchedulerProcess
 from tests.support.streams import read_message
 
 WAIT = 20.0  # seconds: the most any single wait in these tests may take
@@ -185,12 +187,13 @@ async def test_a_batch_shares_one_create_span_and_untraced_callers_get_a_trace_o
         assert run.span.parent_span_id == batch[0].span.span_id
 
 
-async def test_with_tracing_off_a_lease_carries_no_trace_context(cluster: Cluster) -> None:
-    """The client sends its span's context, but a scheduler without ``--otlp-endpoint``
-    neither stores nor forwards it."""
-    scheduler = await cluster.start_scheduler()
-    channel = cluster.channel(scheduler)
-    stream = pb_grpc.WorkerServiceStub(channel).Connect()
+async def raw_worker_stream(
+    cluster: Cluster, scheduler: SchedulerProcess
+) -> grpc.aio.StreamStreamCall[pb.WorkerMessage, pb.SchedulerMessage]:
+    """A worker stream for ``sum2`` driven by the test, welcomed and ready for a lease.
+    (Start the scheduler with ``--task-types sum2``: the types a stream declares become
+    known a moment after its welcome.)"""
+    stream = pb_grpc.WorkerServiceStub(cluster.channel(scheduler)).Connect()
     hello = pb.WorkerHello(
         protocol_version=WORKER_PROTOCOL_VERSION,
         worker_id="raw",
@@ -202,16 +205,57 @@ async def test_with_tracing_off_a_lease_carries_no_trace_context(cluster: Cluste
     await stream.write(pb.WorkerMessage(hello=hello))
     welcome = await asyncio.wait_for(read_message(stream, pb.SchedulerMessage), WAIT)
     assert welcome.HasField("welcome")
+    return stream
+
+
+async def next_lease(
+    stream: grpc.aio.StreamStreamCall[pb.WorkerMessage, pb.SchedulerMessage],
+) -> pb.Lease:
+    message = await asyncio.wait_for(read_message(stream, pb.SchedulerMessage), WAIT)
+    (lease,) = message.leases.leases
+    return lease
+
+
+async def test_with_tracing_off_a_lease_carries_no_trace_context(cluster: Cluster) -> None:
+    """The client sends its span's context, but a scheduler without ``--otlp-endpoint``
+    neither stores nor forwards it."""
+    scheduler = await cluster.start_scheduler("--task-types", "sum2")
+    stream = await raw_worker_stream(cluster, scheduler)
     provider, _ = client_tracer()
     async with AsyncClient(scheduler.grpc_address) as client:
         with provider.get_tracer("test").start_as_current_span("caller"):
             task = await client.create_task("sum2", {"first": 1, "second": 2})
-    message = await asyncio.wait_for(read_message(stream, pb.SchedulerMessage), WAIT)
-    (lease,) = message.leases.leases
+    lease = await next_lease(stream)
     assert lease.task_id == task.id
     assert dict(lease.trace_context) == {}
     stream.cancel()
     assert "opentelemetry" not in scheduler.own_stderr()
+
+
+async def test_the_blocking_client_carries_the_callers_span_to_the_lease(
+    cluster: Cluster, receiver: OtlpReceiver
+) -> None:
+    """``Client`` runs calls on a thread of its own; the caller's span still goes along."""
+    scheduler = await cluster.start_scheduler(
+        "--otlp-endpoint", receiver.url, "--task-types", "sum2"
+    )
+    stream = await raw_worker_stream(cluster, scheduler)
+    provider, _ = client_tracer()
+
+    def create() -> tuple[str, int]:
+        with (
+            Client(scheduler.grpc_address) as client,
+            provider.get_tracer("test").start_as_current_span("caller") as span,
+        ):
+            task = client.create_task("sum2", {"first": 1, "second": 2})
+        return task.id, span.get_span_context().trace_id
+
+    task_id, trace_id = await asyncio.to_thread(create)
+    lease = await next_lease(stream)
+    assert lease.task_id == task_id
+    version, lease_trace_id, _create_span_id, _flags = lease.trace_context["traceparent"].split("-")
+    assert (version, lease_trace_id) == ("00", f"{trace_id:032x}")
+    stream.cancel()
 
 
 # Makes every `import opentelemetry...` fail, as on an installation without the extra.

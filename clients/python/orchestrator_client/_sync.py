@@ -9,7 +9,6 @@ already runs a loop of its own (a notebook, a web framework), where ``asyncio.ru
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mapping
@@ -40,13 +39,11 @@ class _LoopThread:
         """Run ``coro`` on the loop and block until it is done.
 
         If the caller is interrupted (Ctrl-C), the coroutine is cancelled rather than left
-        running in the background. It runs in a copy of the caller's context, so that what
-        the caller's context variables hold (its active trace span: creates carry it to the
-        scheduler) is there on the loop's thread too.
+        running in the background. It runs in a copy of the caller's context (the loop's
+        ``call_soon_threadsafe`` takes one), so the caller's active trace span goes along
+        with a create (tests/e2e/test_tracing.py holds it to that).
         """
-        future = asyncio.run_coroutine_threadsafe(
-            _in_context(coro, contextvars.copy_context()), self._ensure_loop()
-        )
+        future = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
         try:
             return future.result()
         except BaseException:
@@ -82,12 +79,6 @@ class _LoopThread:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
-
-
-async def _in_context(coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
-    # A task takes its context when it is made; run_coroutine_threadsafe has no parameter
-    # for it. Cancelling this coroutine cancels the task it awaits.
-    return await asyncio.get_running_loop().create_task(coro, context=context)
 
 
 async def _anext(iterator: AsyncIterator[T]) -> T:
