@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
-from functools import partial
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from orchestrator.v1 import task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
-from tests.support.polling import eventually
-from tests.support.tasks import request, wait_terminal
+from tests.support.streams import read_message
+from tests.support.tasks import request
 
 LATER = timestamp_pb2.Timestamp(seconds=int(time.time()) + 86_400)  # a day ahead
+DELETED = task_service_pb2.TASK_EVENT_TYPE_DELETED
 
 
 async def test_finished_tasks_disappear_after_their_retention_and_unfinished_ones_stay(
@@ -30,27 +30,44 @@ async def test_finished_tasks_disappear_after_their_retention_and_unfinished_one
     )  # fmt: skip
     await cluster.start_worker("--foo-seconds", "60")
     tasks = cluster.tasks()
+    # Watching from before the creates: each task's last state, then its deletion, arrive
+    # in order, however soon the pruner comes (polling could miss the finished state).
+    scheduled = (await tasks.CreateTask(request("sum2", run_at=LATER))).id
+    before = await tasks.ListTasks(task_service_pb2.ListTasksRequest())
+    assert before.revision > 0  # 0 would mean "from now on", racing the creates below
+    watch = tasks.WatchTasks(task_service_pb2.WatchTasksRequest(since_revision=before.revision))
     succeeded = [
         (await tasks.CreateTask(request("sum2", {"first": i, "second": 1}))).id for i in range(5)
     ]
     failed = (await tasks.CreateTask(request("sum2", {"first": "x"}, max_attempts=1))).id
-    scheduled = (await tasks.CreateTask(request("sum2", run_at=LATER))).id
     cancelled = (await tasks.CreateTask(request("sum2", run_at=LATER))).id
     await tasks.CancelTask(task_service_pb2.CancelTaskRequest(id=cancelled))
     running = (await tasks.CreateTask(request("foo"))).id
-    for task_id in (*succeeded, failed):
-        await wait_terminal(tasks, task_id)
-    assert (await wait_terminal(tasks, failed)).state == task_pb2.TASK_STATE_FAILED
 
-    async def gone(task_id: str) -> bool:
+    expected_end = {task_id: task_pb2.TASK_STATE_SUCCEEDED for task_id in succeeded}
+    expected_end[cancelled] = task_pb2.TASK_STATE_CANCELLED
+    last_state: dict[str, int] = {}
+    deleted_after: dict[str, int] = {}
+
+    async def collect() -> None:
+        while set(deleted_after) != set(expected_end):
+            event = await read_message(watch, task_service_pb2.TaskEvent)
+            if event.type == DELETED:
+                assert event.task.id in expected_end, f"{event.task.id} pruned"
+                deleted_after[event.task.id] = last_state[event.task.id]
+            else:
+                last_state[event.task.id] = event.task.state
+
+    await asyncio.wait_for(collect(), 30)
+    watch.cancel()
+    assert deleted_after == expected_end  # each went only once it had finished
+
+    for task_id in expected_end:
         try:
             await tasks.GetTask(task_service_pb2.GetTaskRequest(id=task_id))
+            raise AssertionError(f"{task_id} still there")
         except grpc.aio.AioRpcError as exc:
-            return exc.code() == grpc.StatusCode.NOT_FOUND
-        return False
-
-    for task_id in (*succeeded, cancelled):
-        await eventually(partial(gone, task_id), timeout=15, message=f"{task_id} pruned")
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
 
     async def state(task_id: str) -> int:
         return (await tasks.GetTask(task_service_pb2.GetTaskRequest(id=task_id))).state
