@@ -19,6 +19,7 @@ from orchestrator_client.channel import TlsConfig
 from orchestrator_client.envargs import EnvArgumentParser
 from orchestrator_client.logs import LOG_FORMATS, LOG_LEVELS
 from orchestrator_client.protocol import DEFAULT_SCHEDULER_ADDRESS
+from orchestrator_client.tracing import add_tracing_options
 
 from .context import DEFAULT_FETCH_MAX_BYTES, HandlerSettings
 from .fetch_policy import parse_allow_entry
@@ -59,6 +60,9 @@ class WorkerConfig:
     token: str = field(default="", repr=False)
     log_level: str = "info"
     log_format: str = "text"
+    #: Where spans go (an OTLP/HTTP traces URL); empty: tracing off. See ``tracing.py``.
+    otlp_endpoint: str = ""
+    service_name: str = "orchestrator-worker"
 
     def __post_init__(self) -> None:
         if not self.schedulers:
@@ -100,6 +104,8 @@ class WorkerConfig:
             token=args.token,
             log_level=args.log_level,
             log_format=args.log_format,
+            otlp_endpoint=args.otlp_endpoint,
+            service_name=args.service_name,
         )
 
     def handler_settings(self) -> HandlerSettings:
@@ -283,6 +289,9 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     add = parser.add_argument_group("logging").add_argument
     add("--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged")
     add("--log-format", choices=LOG_FORMATS, default="text", help="log line format")
+    add_tracing_options(
+        parser.add_argument_group("tracing"), service_name=WorkerConfig.service_name
+    )
     return parser
 
 
