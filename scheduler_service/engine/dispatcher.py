@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from ..domain.clock import Clock
 from ..domain.model import (
     AttemptEnd,
+    AttemptOutcome,
     EndedAttempt,
     LeaseRef,
     Micros,
@@ -29,6 +30,7 @@ from ..domain.model import (
     WorkerRecord,
 )
 from ..store.base import TaskStore
+from ..tracing import SchedulerTracing
 from .coalescing import Coalescer
 from .metrics import SchedulerMetrics
 from .sessions import SendAcks, SendCancel, SendDrain, SendLeases, WorkerSession
@@ -52,10 +54,12 @@ class Dispatcher:
         scheduler_id: str,
         lease_ttl: Micros,
         poll_interval: float,
+        tracing: SchedulerTracing | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._metrics = metrics
+        self._tracing = tracing  # None when tracing is off: no span per lease
         self.scheduler_id = scheduler_id
         self.lease_ttl = lease_ttl
         self._poll_interval = poll_interval
@@ -68,6 +72,9 @@ class Dispatcher:
             "results", self._apply_results
         )
         self._beats = Coalescer("heartbeats", self._apply_heartbeats)
+        #: When each lease held by a worker of this process was sent (monotonic), for the
+        #: run-duration metric; forgotten wherever a session stops holding the lease.
+        self._sent_at: dict[str, Micros] = {}
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -103,22 +110,26 @@ class Dispatcher:
         session.close()
         self._sessions.pop(session.session_id, None)
         self._metrics.connected_workers.set(len(self._sessions))
+        self._forget_sent(session.held)
         # A worker that drained and closed its stream cleanly hands back what it never
         # started (leases still in flight when it closed): those attempts do not count.
         ended = await self._store.release_session(
             session.session_id, returned=session.draining and session.left_cleanly
         )
-        for item in ended:
-            if item.accepted:
-                self._metrics.lease_expiries.labels(reason="worker_lost").inc()
-                log.warning(
-                    "lease taken back from a lost worker",
-                    extra={
-                        "task_id": item.task_id,
-                        "lease_id": item.lease_id,
-                        "worker_id": session.worker_id,
-                    },
-                )
+        self._metrics.attempts_ended(ended)
+        # Leases a draining worker handed back (RETURNED) were not lost.
+        lost = [e for e in ended if e.accepted and e.outcome == AttemptOutcome.WORKER_LOST]
+        if lost:
+            self._metrics.lease_expiries.labels(reason="worker_lost").inc(len(lost))
+        for item in lost:
+            log.warning(
+                "lease taken back from a lost worker",
+                extra={
+                    "task_id": item.task_id,
+                    "lease_id": item.lease_id,
+                    "worker_id": session.worker_id,
+                },
+            )
         log.info(
             "worker disconnected",
             extra={"worker_id": session.worker_id, "session_id": session.session_id},
@@ -152,15 +163,19 @@ class Dispatcher:
     ) -> None:
         ends = [end for _, session_ends in batch for end in session_ends]
         ended = await self._store.end_attempts(ends)
+        self._metrics.attempts_ended(ended)
+        now = self._clock.monotonic()
         position = 0
         for session, session_ends in batch:
             mine = ended[position : position + len(session_ends)]
             position += len(session_ends)
             for item in mine:
                 session.held.discard(item.lease_id)
+                sent_at = self._sent_at.pop(item.lease_id, None)
                 if item.accepted:
-                    outcome = item.new_state.name.lower() if item.new_state else "unknown"
-                    self._metrics.results.labels(outcome=outcome).inc()
+                    if sent_at is not None:
+                        run = max(0, now - sent_at) / 1e6
+                        self._metrics.run_duration.labels(type=item.type).observe(run)
                 else:
                     self._metrics.results_refused.inc()
                     log.warning(
@@ -190,6 +205,7 @@ class Dispatcher:
         for (session, _), gone in zip(beats, stale, strict=True):
             if gone:
                 session.held.difference_update(gone)
+                self._forget_sent(gone)
                 session.send(SendCancel(gone, "lease is no longer current"))
 
     async def worker_draining(self, session: WorkerSession) -> None:
@@ -211,7 +227,12 @@ class Dispatcher:
             session = self._sessions.get(session_id)
             if session is not None:
                 session.held.difference_update(lease_ids)
+                self._forget_sent(lease_ids)
                 session.send(SendCancel(lease_ids, reason))
+
+    def _forget_sent(self, lease_ids: Iterable[str]) -> None:
+        for lease_id in lease_ids:
+            self._sent_at.pop(lease_id, None)
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -297,13 +318,17 @@ class Dispatcher:
             if session.closed.is_set():
                 # Lost between claim and send: its release (detach) may already have run,
                 # so hand these back now rather than at lease expiry.
-                await self._store.release_session(session.session_id)
+                self._metrics.attempts_ended(await self._store.release_session(session.session_id))
                 continue
             session.credit -= len(leases)
             session.held.update(lease.lease_id for lease in leases)
             session.send(SendLeases(leases))
-            self._metrics.leases_granted.inc(len(leases))
+            if self._tracing is not None:
+                self._tracing.leases_sent(session.worker_id, leases, self._clock.now())
+            self._metrics.leases_sent(leases, self._clock.now())
+            sent_at = self._clock.monotonic()
             for lease in leases:
+                self._sent_at[lease.lease_id] = sent_at
                 log.debug(
                     "lease granted",
                     extra={

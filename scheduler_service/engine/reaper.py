@@ -45,9 +45,13 @@ class LeaseReaper:
         ended = [e for e in await self._store.reclaim_expired() if e.accepted]
         if not ended:
             return 0
+        self._metrics.attempts_ended(ended)
+        timeouts = sum(1 for item in ended if item.outcome == AttemptOutcome.TIMED_OUT)
+        for reason, count in (("timeout", timeouts), ("expired", len(ended) - timeouts)):
+            if count:
+                self._metrics.lease_expiries.labels(reason=reason).inc(count)
         for item in ended:
             reason = "timeout" if item.outcome == AttemptOutcome.TIMED_OUT else "expired"
-            self._metrics.lease_expiries.labels(reason=reason).inc()
             log.warning(
                 "lease taken back",
                 extra={"task_id": item.task_id, "lease_id": item.lease_id, "reason": reason},

@@ -97,8 +97,9 @@ class ScheduleRunner:
             self._wakeup.clear()
 
     async def _fire(self) -> None:
-        for task in await self._store.fire_due_schedules():
-            self._metrics.tasks_created.labels(type=task.type).inc()
+        fired = await self._store.fire_due_schedules()
+        self._metrics.created(fired)
+        for task in fired:
             log.info(
                 "schedule fired",
                 extra={"task_id": task.id, "schedule": task.labels.get("schedule", "")},

@@ -53,9 +53,7 @@ class TaskOperations:
             # in a transaction: the task can be leased in the commit that creates it.
             self._dispatcher.wake()
         created = await self._store.create_tasks(specs)
-        for task, is_new in created:
-            if is_new:
-                self._metrics.tasks_created.labels(type=task.type).inc()
+        self._metrics.created([task for task, is_new in created if is_new])
         return [task for task, _ in created]
 
     async def get(self, task_id: str) -> tuple[TaskRecord, list[AttemptRecord]]:
@@ -107,6 +105,7 @@ class TaskOperations:
 
     async def cancel(self, task_id: str) -> TaskRecord:
         task, lease = await self._store.cancel_task(task_id)
+        self._metrics.cancelled(task.type)  # the store raises for a task already final
         if lease is not None:
             self._dispatcher.cancel_leases([lease], "task cancelled")
         return task
