@@ -479,7 +479,7 @@ def _add_retention_options(group: argparse._ArgumentGroup) -> None:
         default="7d",
         metavar="DURATION",
         help="how long a deleted or pruned task stays in the change feed as a deletion "
-        "(WatchTasks resuming from an older since_revision misses it; 0: forever)",
+        "(WatchTasks resuming from before one pruned answers FAILED_PRECONDITION; 0: forever)",
     )
     group.add_argument(
         "--prune-interval",

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 
 from ..domain.clock import Clock
-from ..domain.errors import ResourceExhausted
+from ..domain.errors import FailedPrecondition, ResourceExhausted
 from ..domain.model import Change, TaskFilter
 from ..store.base import TaskStore
 
@@ -66,8 +66,21 @@ class Subscription:
         return not self.filter.types or change.type in self.filter.types
 
     async def changes(self) -> AsyncIterator[Change]:
-        """Matching changes after ``since_revision`` (or after subscribing), forever."""
+        """Matching changes after ``since_revision`` (or after subscribing), forever.
+
+        Raises FailedPrecondition when ``since_revision`` is older than the history kept:
+        deletions since then may have been pruned (retention), and a watcher must never
+        miss one silently. It lists again and watches from the listing's revision.
+        """
         if self._since is not None:
+            kept_from = await self._feed.store.history_floor()
+            if self._since < kept_from:
+                raise FailedPrecondition(
+                    f"since_revision {self._since} is older than the change history kept "
+                    f"(deletions up to revision {kept_from} were pruned after "
+                    "--retain-tombstones); list the tasks again and watch from that listing's "
+                    "revision"
+                )
             async for change in self._catch_up(self._since):
                 yield change
         self._feed.notify()  # pick up anything committed while this watcher was joining

@@ -100,7 +100,7 @@ class TaskStore(Protocol):
 
     async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
         """Retention: remove at most ``limit`` records of deleted tasks older than
-        ``older_than`` (a watcher resuming from before them misses those deletions)."""
+        ``older_than``; :meth:`history_floor` rises past the newest one removed."""
 
     async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
         """Raises NotFound, or FailedPrecondition when the task already finished."""
@@ -171,6 +171,10 @@ class TaskStore(Protocol):
 
     # -- change feed, for watchers ---------------------------------------------------------
     async def revision(self) -> int: ...
+    async def history_floor(self) -> int:
+        """The change feed is complete after this revision only: deletion records up to it
+        may have been pruned, so a watcher resuming from before it would miss deletions."""
+
     async def changes_since(self, cursor: tuple[int, str], limit: int) -> list[Change]:
         """Changes after ``cursor`` = (revision, task id), in (revision, task id) order."""
 

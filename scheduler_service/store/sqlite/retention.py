@@ -57,6 +57,13 @@ DELETE FROM deleted_tasks WHERE (revision, task_id) IN (
         SELECT revision, task_id, deleted_at FROM deleted_tasks
         ORDER BY revision, task_id LIMIT :limit)
     WHERE deleted_at < :cutoff)
+RETURNING revision
+"""
+# The change feed is complete only after the newest deletion record ever removed: a
+# watcher resuming from before it would silently miss deletions (see history_floor).
+_RAISE_HISTORY_FLOOR = """
+INSERT INTO meta (key, value) VALUES ('history_floor', :revision)
+ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 
 PruneRequest = tuple[Mapping[TaskState, Micros], int]
@@ -140,5 +147,8 @@ async def prune_tombstones(tx: Tx, requests: Sequence[tuple[Micros, int]]) -> li
         if age <= 0:
             raise ValueError(f"cannot prune deletion records after {age} µs")
         cursor = await tx.conn.execute(_OLD_TOMBSTONES, {"limit": limit, "cutoff": tx.now - age})
-        answers.append(max(cursor.rowcount, 0))
+        removed = [row[0] for row in await cursor.fetchall()]
+        if removed:
+            await tx.conn.execute(_RAISE_HISTORY_FLOOR, {"revision": max(removed)})
+        answers.append(len(removed))
     return answers

@@ -512,6 +512,10 @@ class SqliteTaskStore:
     async def revision(self) -> int:
         return await self._revision()
 
+    async def history_floor(self) -> int:
+        rows = await self._fetchall("SELECT value FROM meta WHERE key = 'history_floor'")
+        return int(rows[0][0]) if rows else 0
+
     async def changes_since(self, cursor: tuple[int, str], limit: int) -> list[Change]:
         revision, task_id = cursor
         rows = await self._fetchall(

@@ -84,3 +84,32 @@ async def test_many_watchers_share_one_feed(scheduler: InProcess) -> None:
     assert {e.task.id for e in events} == {task.id}
     for s in streams:
         s.cancel()
+
+
+async def test_a_watch_from_before_pruned_deletions_is_refused_not_incomplete(
+    scheduler: InProcess,
+) -> None:
+    tasks = await create(scheduler, 2)
+    start = (await scheduler.tasks.ListTasks(task_service_pb2.ListTasksRequest())).revision
+    await scheduler.tasks.DeleteTask(task_service_pb2.DeleteTaskRequest(id=tasks[0].id))
+    after_delete = (await scheduler.tasks.ListTasks(task_service_pb2.ListTasksRequest())).revision
+    # Retention drops the deletion record (any older than 1 µs).
+    assert await scheduler.app.store.prune_tombstones(1, 100) == 1
+
+    old = scheduler.tasks.WatchTasks(task_service_pb2.WatchTasksRequest(since_revision=start))
+    try:
+        await read_message(old, task_service_pb2.TaskEvent)
+        raise AssertionError("a watch from before a pruned deletion was served")
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "since_revision" in (error.details() or "")
+
+    # From the revision of a listing made after the pruned deletion, nothing is missing.
+    fresh = scheduler.tasks.WatchTasks(
+        task_service_pb2.WatchTasksRequest(since_revision=after_delete)
+    )
+    await scheduler.tasks.DeleteTask(task_service_pb2.DeleteTaskRequest(id=tasks[1].id))
+    event = await asyncio.wait_for(read_message(fresh, task_service_pb2.TaskEvent), 5)
+    assert event.type == task_service_pb2.TASK_EVENT_TYPE_DELETED
+    assert event.task.id == tasks[1].id
+    fresh.cancel()
