@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -213,3 +214,48 @@ async def test_queue_depth_follows_the_queue_between_scrapes(cluster: Cluster) -
     samples = await scrape(scheduler)
     assert value(samples, "orchestrator_queue_depth", type="sum2", state="pending") == 0
     assert value(samples, "orchestrator_queue_depth", type="sum2", state="succeeded") == 4
+
+
+async def test_leases_taken_back_are_counted_by_reason(cluster: Cluster) -> None:
+    """A worker killed mid-task (its stream ends: ``worker_lost``, and a retry), then the
+    retry's worker frozen (SIGSTOP) past the attempt's timeout, so that the scheduler's
+    reaper takes it back (``timeout``) and the task FAILS. (A live worker would report the
+    timeout itself, as an ordinary result.)"""
+    scheduler = await cluster.start_scheduler("--task-types", "hang")
+    doomed = await cluster.start_worker(*MODULE)
+    stub = cluster.tasks()
+    task = await stub.CreateTask(
+        request("hang", max_attempts=2, timeout=duration_pb2.Duration(seconds=1))
+    )
+
+    async def running(attempt: int) -> bool:
+        found = await stub.GetTask(task_service_pb2.GetTaskRequest(id=task.id))
+        return found.state == task_pb2.TASK_STATE_RUNNING and found.attempts == attempt
+
+    await eventually(lambda: running(1), message="attempt 1 running")
+    doomed.kill()
+    frozen = await cluster.start_worker(*MODULE)
+    await eventually(lambda: running(2), message="attempt 2 running")
+    frozen.signal(signal.SIGSTOP)
+    try:
+        ended = await wait_terminal(stub, task.id)
+    finally:
+        frozen.signal(signal.SIGCONT)
+    assert ended.state == task_pb2.TASK_STATE_FAILED
+
+    async def counted() -> Samples | None:
+        samples = await scrape(scheduler)
+        done = value(samples, "orchestrator_tasks_finished_total", type="hang", outcome="failed")
+        return samples if done == 1 else None
+
+    samples = await eventually(counted, message="the failed task counted")
+    assert by_label(samples, "orchestrator_lease_expiries_total", "reason") == {
+        "worker_lost": 1,
+        "timeout": 1,
+    }
+    assert by_label(samples, "orchestrator_task_retries_total", "type") == {"hang": 1}
+    assert by_label(samples, "orchestrator_tasks_started_total", "type") == {"hang": 2}
+    # Neither attempt ended with a result of its worker: nothing to time.
+    assert by_label(samples, "orchestrator_task_run_duration_seconds_count", "type") == {}
+    assert value(samples, "orchestrator_queue_depth", type="hang", state="failed") == 1
+    assert value(samples, "orchestrator_connected_workers") == 1
