@@ -76,14 +76,17 @@ class TaskOperations:
         full: bool,
     ) -> TaskPage:
         # One more than asked tells whether another page exists.
-        tasks, revision = await self._store.list_tasks(
-            flt, limit=page_size + 1, after_id=after_id, descending=descending, full=full
-        )
-        more = len(tasks) > page_size
-        tasks = tasks[:page_size]
         attempts: dict[str, list[AttemptRecord]] = {}
         if full:
-            attempts = await self._store.get_attempts_of([task.id for task in tasks])
+            tasks, attempts, revision = await self._store.list_tasks_with_attempts(
+                flt, limit=page_size + 1, after_id=after_id, descending=descending
+            )
+        else:
+            tasks, revision = await self._store.list_tasks(
+                flt, limit=page_size + 1, after_id=after_id, descending=descending
+            )
+        more = len(tasks) > page_size
+        tasks = tasks[:page_size]
         return TaskPage(tasks, attempts, tasks[-1].id if more else None, revision)
 
     async def delete(self, task_id: str) -> None:

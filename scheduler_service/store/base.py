@@ -86,6 +86,13 @@ class TaskStore(Protocol):
         """A page of tasks ordered by id, and the store revision it was read at. Without
         ``full``, payload and result are left out (the BASIC view)."""
 
+    async def list_tasks_with_attempts(
+        self, flt: TaskFilter, *, limit: int, after_id: str | None, descending: bool
+    ) -> tuple[list[TaskRecord], dict[str, list[AttemptRecord]], int]:
+        """The FULL view of :meth:`list_tasks`: the page, each task's attempts, and the
+        revision, all from one snapshot (a task never beside an attempt list from another
+        moment)."""
+
     async def delete_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None] | None:
         """Remove a task; answers what was removed and the lease to cancel, if running."""
 

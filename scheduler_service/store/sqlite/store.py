@@ -7,10 +7,12 @@ writer, and lets several scheduler processes share the file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +98,12 @@ class SqliteTaskStore:
         self._lock = WriteLock(path)
         self._writer_conn: InlineConnection | None = None
         self._reader: aiosqlite.Connection | None = None
+        # Reads that must see one snapshot over several statements run in a transaction on
+        # a connection of their own, one at a time: a BEGIN on the shared reader would
+        # collide with a concurrent one, and would hold every other read on it to an old
+        # snapshot (a client could miss the task it had just created).
+        self._snapshot_reader: aiosqlite.Connection | None = None
+        self._snapshot_lock = asyncio.Lock()
         self._writer: GroupCommitWriter | None = None
         tasks = TaskWrites(
             IdGenerator(), self.options.priority_aging, self.options.idempotency_retention
@@ -150,6 +158,7 @@ class SqliteTaskStore:
             log.warning("leases of a previous boot expired", extra={"leases": expired})
         self._writer_conn = await connect_writer(self.path, self.options.synchronous)
         self._reader = await connect(self.path, self.options.synchronous)
+        self._snapshot_reader = await connect(self.path, self.options.synchronous)
         self._lock.open()
         self._writer = GroupCommitWriter(
             self._writer_conn,
@@ -164,11 +173,11 @@ class SqliteTaskStore:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
-        for conn in (self._reader, self._writer_conn):
+        for conn in (self._reader, self._snapshot_reader, self._writer_conn):
             if conn is not None:
                 await conn.close()
         self._lock.close()
-        self._reader = self._writer_conn = None
+        self._reader = self._snapshot_reader = self._writer_conn = None
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
@@ -191,8 +200,20 @@ class SqliteTaskStore:
         return self._reader
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._r.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await _fetchall(self._r, sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read transaction: every statement on the connection sees one snapshot."""
+        if self._snapshot_reader is None:
+            raise RuntimeError("store is not open")
+        conn = self._snapshot_reader
+        async with self._snapshot_lock:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                await conn.execute("COMMIT")
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -228,17 +249,7 @@ class SqliteTaskStore:
         return [attempt_from_row(row) for row in rows]
 
     async def get_attempts_of(self, task_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
-        found: dict[str, list[AttemptRecord]] = {task_id: [] for task_id in task_ids}
-        for start in range(0, len(task_ids), 500):
-            chunk = list(task_ids[start : start + 500])
-            rows = await self._fetchall(
-                f"SELECT task_id, {ATTEMPT_COLUMNS} FROM attempts "
-                f"WHERE task_id IN ({placeholders(len(chunk))}) ORDER BY task_id, number",
-                chunk,
-            )
-            for row in rows:
-                found[row[0]].append(attempt_from_row(row[1:]))
-        return found
+        return await _attempts_of(self._r, task_ids)
 
     async def list_tasks(
         self,
@@ -249,23 +260,40 @@ class SqliteTaskStore:
         descending: bool,
         full: bool = False,
     ) -> tuple[list[TaskRecord], int]:
+        # One read transaction: the page and the revision come from the same snapshot.
+        async with self._snapshot() as conn:
+            return await self._list_page(conn, flt, limit, after_id, descending, full)
+
+    async def list_tasks_with_attempts(
+        self, flt: TaskFilter, *, limit: int, after_id: str | None, descending: bool
+    ) -> tuple[list[TaskRecord], dict[str, list[AttemptRecord]], int]:
+        async with self._snapshot() as conn:
+            tasks, revision = await self._list_page(conn, flt, limit, after_id, descending, True)
+            attempts = await _attempts_of(conn, [task.id for task in tasks])
+        return tasks, attempts, revision
+
+    async def _list_page(
+        self,
+        conn: aiosqlite.Connection,
+        flt: TaskFilter,
+        limit: int,
+        after_id: str | None,
+        descending: bool,
+        full: bool,
+    ) -> tuple[list[TaskRecord], int]:
         where, params = filter_sql(flt, self._clock.now())
         if after_id is not None:
             where += " AND id < ?" if descending else " AND id > ?"
             params.append(after_id)
         columns = TASK_COLUMNS if full else TASK_COLUMNS_BASIC
         order = "DESC" if descending else "ASC"
-        # One read transaction: the page and the revision come from the same snapshot.
-        await self._r.execute("BEGIN")
-        try:
-            revision = await self._revision()
-            rows = await self._fetchall(
-                f"SELECT {columns} FROM tasks WHERE {where} ORDER BY id {order} LIMIT ?",
-                [*params, limit],
-            )
-        finally:
-            await self._r.execute("COMMIT")
-        return [task_from_row(row) for row in rows], revision
+        revision = await _fetchall(conn, "SELECT value FROM meta WHERE key = 'revision'")
+        rows = await _fetchall(
+            conn,
+            f"SELECT {columns} FROM tasks WHERE {where} ORDER BY id {order} LIMIT ?",
+            [*params, limit],
+        )
+        return [task_from_row(row) for row in rows], int(revision[0][0])
 
     async def delete_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None] | None:
         return await self._w.submit(self._delete, task_id)
@@ -501,7 +529,8 @@ class SqliteTaskStore:
         )
 
     async def explain_facts(self, task_id: str, workers_seen_since: Micros) -> ExplainFacts | None:
-        return await read_explain_facts(self._r, task_id, self._clock.now(), workers_seen_since)
+        async with self._snapshot() as conn:
+            return await read_explain_facts(conn, task_id, self._clock.now(), workers_seen_since)
 
     # -- change feed -------------------------------------------------------------------------
 
@@ -545,6 +574,28 @@ class SqliteTaskStore:
     async def data_version(self) -> int:
         rows = await self._fetchall("PRAGMA data_version")
         return int(rows[0][0])
+
+
+async def _fetchall(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async with conn.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def _attempts_of(
+    conn: aiosqlite.Connection, task_ids: Sequence[str]
+) -> dict[str, list[AttemptRecord]]:
+    found: dict[str, list[AttemptRecord]] = {task_id: [] for task_id in task_ids}
+    for start in range(0, len(task_ids), 500):
+        chunk = list(task_ids[start : start + 500])
+        rows = await _fetchall(
+            conn,
+            f"SELECT task_id, {ATTEMPT_COLUMNS} FROM attempts "
+            f"WHERE task_id IN ({placeholders(len(chunk))}) ORDER BY task_id, number",
+            chunk,
+        )
+        for row in rows:
+            found[row[0]].append(attempt_from_row(row[1:]))
+    return found
 
 
 # A deletion has only id and type: NULL for the other task columns, so both halves of the

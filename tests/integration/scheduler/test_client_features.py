@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -127,3 +129,25 @@ async def test_run_task_and_progress(scheduler: InProcess) -> None:
         "RUNNING",
     )
     await worker.close()
+
+
+async def test_concurrent_lists_and_explains_all_answer(scheduler: InProcess) -> None:
+    """Listing and ExplainTask each read one snapshot over several statements; many at
+    once must neither collide (a second BEGIN on one connection) nor answer INTERNAL."""
+    created = [
+        await scheduler.tasks.CreateTask(task_service_pb2.CreateTaskRequest(type="foo"))
+        for _ in range(20)
+    ]
+    calls = [
+        scheduler.tasks.ListTasks(
+            task_service_pb2.ListTasksRequest(page_size=50, view=task_pb2.TASK_VIEW_FULL)
+        )
+        for _ in range(40)
+    ] + [
+        scheduler.tasks.ExplainTask(task_service_pb2.ExplainTaskRequest(id=task.id))
+        for task in created
+    ]
+    answers = await asyncio.gather(*calls)
+    listings = answers[:40]
+    assert all(len(listing.tasks) == 20 for listing in listings)
+    assert all(answer.ByteSize() > 0 for answer in answers[40:])
