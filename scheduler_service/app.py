@@ -71,6 +71,7 @@ class SchedulerApp:
             scheduler_id=config.scheduler_id,
             lease_ttl=int(config.lease_ttl * MICROS_PER_SECOND),
             poll_interval=config.poll_interval,
+            tracing=self.tracing,
         )
         self.feed = ChangeFeed(self.store, self.clock, config.poll_interval)
         self.reaper = LeaseReaper(self.store, self.dispatcher, self.metrics, config.reap_interval)

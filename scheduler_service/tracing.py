@@ -5,7 +5,8 @@ trace context in the call's metadata when the client sent one (a root span other
 span's own context is stored with each task it created, and every lease of the task carries
 it (``Lease.trace_context``), so that the worker's span around the handler is the create's
 child: one trace from the client's create to each run, however long the task waits and on
-whichever worker it runs.
+whichever worker it runs. Each lease sent also gets a ``dispatch <type>`` span (the wait
+from due to leased), a sibling of the run.
 
 Built only when tracing is on, so that OpenTelemetry is imported only then; with tracing off
 the servicer holds ``None`` and takes its plain path.
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from .config import SchedulerConfig
-    from .domain.model import TaskRecord
+    from .domain.model import Lease, Micros, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,32 @@ class SchedulerTracing:
             },
         ) as span:
             yield CreateSpan(span, json.dumps(current_carrier(), separators=(",", ":")))
+
+    def leases_sent(self, worker_id: str, leases: Sequence[Lease], now: Micros) -> None:
+        """A ``dispatch <type>`` span for each traced lease, child of its create's span: from
+        when the attempt became due to ``now``, when its lease left for ``worker_id`` — the
+        time the task waited for a worker, in the trace beside its run."""
+        from opentelemetry.trace import SpanKind
+
+        for lease in leases:
+            if not lease.trace_context:
+                continue
+            end = now * 1000  # nanoseconds
+            start = min(lease.due_at * 1000, end) if lease.due_at else end
+            span = self._tracer.start_span(
+                f"dispatch {lease.type}",
+                context=context_from_carrier(lease_trace_context(lease.trace_context)),
+                kind=SpanKind.INTERNAL,
+                start_time=start,
+                attributes={
+                    "task.id": lease.task_id,
+                    "task.type": lease.type,
+                    "task.attempt": lease.attempt,
+                    "lease.id": lease.lease_id,
+                    "worker.id": worker_id,
+                },
+            )
+            span.end(end_time=end)
 
     def shutdown(self) -> None:
         """Export the spans still buffered, for at most a few seconds (blocking)."""

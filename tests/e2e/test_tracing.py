@@ -1,6 +1,7 @@
-"""Tracing (``--otlp-endpoint``): one trace from a client's create through the scheduler to
-the worker's handler, exported over real OTLP/HTTP to a receiver in this test; nothing of
-it when tracing is off, and a clear start-up error when OpenTelemetry is missing.
+"""Tracing (``--otlp-endpoint``): one trace from a client's create through the scheduler (the
+create, each lease's wait) to the worker's handler, exported over real OTLP/HTTP to a
+receiver in this test; nothing of it when tracing is off, and a clear start-up error when
+OpenTelemetry is missing.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class OtlpReceiver:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[OtlpReceiver]:
+    """Ask for it before ``cluster``, so that it outlives the processes exporting to it."""
     receiver = OtlpReceiver()
     await receiver.start()
     try:
@@ -118,7 +120,7 @@ def client_tracer() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 
 async def test_one_trace_runs_from_the_clients_create_to_the_workers_handler(
-    cluster: Cluster, receiver: OtlpReceiver
+    receiver: OtlpReceiver, cluster: Cluster
 ) -> None:
     scheduler = await cluster.start_scheduler("--otlp-endpoint", receiver.url)
     await cluster.start_worker("--otlp-endpoint", receiver.url)
@@ -135,13 +137,15 @@ async def test_one_trace_runs_from_the_clients_create_to_the_workers_handler(
     parent_id = parent.get_span_context().span_id.to_bytes(8, "big")
 
     def complete() -> bool:
-        return len(receiver.named("CreateTask", trace_id)) == 2 and (
-            len(receiver.named("run sum2", trace_id)) == 2
+        return all(
+            len(receiver.named(name, trace_id)) == 2
+            for name in ("CreateTask", "dispatch sum2", "run sum2")
         )
 
     await eventually(complete, timeout=WAIT, message="both creates and both runs exported")
     creates = receiver.named("CreateTask", trace_id)
     runs = {r.attributes["task.id"]: r for r in receiver.named("run sum2", trace_id)}
+    dispatches = {d.attributes["task.id"]: d for d in receiver.named("dispatch sum2", trace_id)}
     for create in creates:
         assert create.service == "orchestrator-scheduler"
         assert create.span.kind == Span.SPAN_KIND_SERVER
@@ -153,6 +157,12 @@ async def test_one_trace_runs_from_the_clients_create_to_the_workers_handler(
         assert run.attributes["task.type"] == "sum2"
         assert run.attributes["task.attempt"] == 1
         assert run.attributes["lease.id"]
+        # The wait for a worker: a sibling of the run, ending when the lease left.
+        dispatch = dispatches[create.attributes["task.id"]]
+        assert dispatch.service == "orchestrator-scheduler"
+        assert dispatch.span.parent_span_id == create.span.span_id
+        assert dispatch.attributes["lease.id"] == run.attributes["lease.id"]
+        assert dispatch.span.end_time_unix_nano <= run.span.start_time_unix_nano
     assert runs[good.id].attributes["task.outcome"] == "SUCCEEDED"
     assert runs[good.id].span.status.code != Status.STATUS_CODE_ERROR
     assert runs[bad.id].attributes["task.outcome"] == "FAILED"
@@ -161,7 +171,7 @@ async def test_one_trace_runs_from_the_clients_create_to_the_workers_handler(
 
 
 async def test_a_batch_shares_one_create_span_and_untraced_callers_get_a_trace_of_their_own(
-    cluster: Cluster, receiver: OtlpReceiver
+    receiver: OtlpReceiver, cluster: Cluster
 ) -> None:
     scheduler = await cluster.start_scheduler("--otlp-endpoint", receiver.url)
     await cluster.start_worker("--otlp-endpoint", receiver.url, "--service-name", "billing-worker")
@@ -174,7 +184,11 @@ async def test_a_batch_shares_one_create_span_and_untraced_callers_get_a_trace_o
     ids = {task.id for task in response.tasks}
 
     def runs() -> list[ReceivedSpan]:
-        return [s for s in receiver.spans if s.attributes.get("task.id") in ids]
+        return [
+            s
+            for s in receiver.spans
+            if s.span.name == "run sum2" and s.attributes.get("task.id") in ids
+        ]
 
     await eventually(lambda: len(runs()) == 3, timeout=WAIT, message="three runs exported")
     batch = [s for s in receiver.spans if s.span.name == "BatchCreateTasks"]
@@ -233,7 +247,7 @@ async def test_with_tracing_off_a_lease_carries_no_trace_context(cluster: Cluste
 
 
 async def test_the_blocking_client_carries_the_callers_span_to_the_lease(
-    cluster: Cluster, receiver: OtlpReceiver
+    receiver: OtlpReceiver, cluster: Cluster
 ) -> None:
     """``Client`` runs calls on a thread of its own; the caller's span still goes along."""
     scheduler = await cluster.start_scheduler(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator_client.tracing import (
     context_from_carrier,
@@ -16,7 +19,7 @@ from orchestrator_client.tracing import (
 from scheduler_service.api.codec import lease_message
 from scheduler_service.config import SchedulerConfig
 from scheduler_service.domain.model import Lease
-from scheduler_service.tracing import lease_trace_context, traced_worker_args
+from scheduler_service.tracing import SchedulerTracing, lease_trace_context, traced_worker_args
 from worker_service.config import WorkerConfig
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -127,3 +130,26 @@ def test_a_malformed_traceparent_starts_a_new_trace() -> None:
     )
     parent = trace.get_current_span(context_from_carrier({"traceparent": PARENT}))
     assert f"{parent.get_span_context().trace_id:032x}" == PARENT.split("-")[1]
+
+
+def test_a_traced_lease_gets_a_dispatch_span_for_its_wait_and_an_untraced_one_none() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    stored = json.dumps({"traceparent": PARENT})
+    traced = replace(_lease(stored), due_at=1_000_000, attempt=2)
+    SchedulerTracing(provider).leases_sent("w1", [traced, _lease("")], now=1_250_000)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "dispatch sum2"
+    assert span.parent is not None
+    assert f"{span.parent.trace_id:032x}-{span.parent.span_id:016x}" == "-".join(
+        PARENT.split("-")[1:3]
+    )
+    assert (span.start_time, span.end_time) == (1_000_000_000, 1_250_000_000)  # ns
+    assert dict(span.attributes or {}) == {
+        "task.id": "t1",
+        "task.type": "sum2",
+        "task.attempt": 2,
+        "lease.id": "l1",
+        "worker.id": "w1",
+    }
