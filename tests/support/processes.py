@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 _READY = re.compile(r"scheduler ready grpc=(\S+) http=(\S+)")
+# The same line with --log-format json.
+_READY_JSON = re.compile(r'"msg": "scheduler ready", "grpc": "([^"]+)", "http": "([^"]+)"')
 
 
 class ManagedProcess:
@@ -101,7 +103,8 @@ class SchedulerProcess(ManagedProcess):
     async def wait_ready(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a polling deadline
         deadline = time.monotonic() + timeout
         while True:
-            found = _READY.findall(self.own_stderr())
+            stderr = self.own_stderr()
+            found = _READY.findall(stderr) or _READY_JSON.findall(stderr)
             if found:
                 self.grpc_address, self.http_address = found[-1]
                 self.ready_after = time.monotonic() - self.started_at
