@@ -13,6 +13,22 @@ import json
 from typing import Any
 
 from ..domain.errors import InvalidArgument
+from ..domain.model import TaskFilter
+
+
+def filter_key(flt: TaskFilter) -> list[object]:
+    """The parts of a task filter that a page token must match (task_id only when set, so
+    the tokens of listings without one keep their old fingerprint)."""
+    key: list[object] = [
+        sorted(int(s) for s in flt.states),
+        sorted(flt.types),
+        flt.client,
+        flt.group,
+        sorted(flt.labels.items()),
+    ]
+    if flt.task_id:
+        key.append(flt.task_id)
+    return key
 
 
 def fingerprint(parts: Any) -> str:

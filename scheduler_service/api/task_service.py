@@ -188,7 +188,7 @@ class TaskServicer:
             "page_size", request.page_size, self.limits.default_page_size, self.limits.max_page_size
         )
         view = validation.view("view", request.view, BASIC)
-        fingerprint = page_tokens.fingerprint([_filter_key(flt), descending])
+        fingerprint = page_tokens.fingerprint([page_tokens.filter_key(flt), descending])
         after = page_tokens.decode(request.page_token, fingerprint)
         page = await self.tasks.list(
             flt, page_size=size, after_id=after, descending=descending, full=view == FULL
@@ -403,16 +403,6 @@ def _is_unfiltered(request: task_service_pb2.DeleteTasksRequest) -> bool:
     return not (
         request.states or request.types or request.client or request.group or request.labels
     )
-
-
-def _filter_key(flt: TaskFilter) -> list[object]:
-    return [
-        sorted(int(s) for s in flt.states),
-        sorted(flt.types),
-        flt.client,
-        flt.group,
-        sorted(flt.labels.items()),
-    ]
 
 
 def _same_payload(

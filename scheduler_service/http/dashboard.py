@@ -23,6 +23,7 @@ a cross-site script cannot add without a CORS preflight that this server never g
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -229,7 +230,7 @@ class Dashboard:
         size = validation.page_size(
             "page_size", _int(query, "page_size"), _PAGE_DEFAULT, self._limits.max_page_size
         )
-        fingerprint = page_tokens.fingerprint(["dashboard", _filter_key(flt)])
+        fingerprint = page_tokens.fingerprint(["dashboard", page_tokens.filter_key(flt)])
         after = page_tokens.decode(query.get("page_token", ""), fingerprint)
         page = await self._tasks.list(
             flt, page_size=size, after_id=after, descending=True, full=False
@@ -272,14 +273,7 @@ class Dashboard:
         task_id = query.get("task_id", "").strip()
         if task_id:
             validation.require_task_id("task_id", task_id)
-            flt = TaskFilter(
-                states=flt.states,
-                types=flt.types,
-                client=flt.client,
-                group=flt.group,
-                labels=flt.labels,
-                task_id=task_id,
-            )
+            flt = dataclasses.replace(flt, task_id=task_id)
         return flt
 
     async def _task_snapshot(self, task_id: str) -> Snapshot:
@@ -333,14 +327,3 @@ def _int(query: Any, name: str) -> int:
         return int(text)
     except ValueError:
         raise InvalidArgument(name, f"{text[:20]!r} is not a whole number") from None
-
-
-def _filter_key(flt: TaskFilter) -> list[Any]:
-    return [
-        sorted(int(s) for s in flt.states),
-        sorted(flt.types),
-        flt.client,
-        flt.group,
-        sorted(flt.labels.items()),
-        flt.task_id,
-    ]
