@@ -25,7 +25,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from orchestrator_client import Client, PermissionDenied, Unauthenticated
 from scheduler_service.api import page_tokens
-from scheduler_service.api.task_service import _filter_key
 from scheduler_service.domain.model import TaskFilter
 from tests.support.clis import taskctl_command
 from tests.support.cluster import Cluster
@@ -292,7 +291,7 @@ async def test_tenancy_rpc_by_rpc(people: dict[str, Credentials]) -> None:
         b.ListTasks(task_service_pb2.ListTasksRequest(page_token=page.next_page_token), metadata=bm)
     )
     assert code == INVALID_ARGUMENT
-    bob_filter = _filter_key(TaskFilter(client="bob"))
+    bob_filter = page_tokens.filter_key(TaskFilter(client="bob"))
     forged = page_tokens.encode("~", page_tokens.fingerprint([bob_filter, True]))
     answer = await b.ListTasks(task_service_pb2.ListTasksRequest(page_token=forged), metadata=bm)
     assert {t.client for t in answer.tasks} == {"bob"}
