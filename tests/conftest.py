@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import Cluster
+from tests.support.postgres import PostgresServer, require_postgres
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -33,3 +34,20 @@ async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             print(cluster.dump())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Generator[PostgresServer, None, None]:
+    """One real PostgreSQL server for the run (tests/support/postgres.py)."""
+    server = PostgresServer(require_postgres())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database of its own for one test."""
+    return postgres_server.new_database()
