@@ -18,24 +18,57 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from ...domain.clock import Clock, SystemClock
 from ...domain.errors import NotFound
+from ...domain.explain import ExplainFacts
+from ...domain.ids import IdGenerator
 from ...domain.model import (
+    MICROS_PER_SECOND,
     WAITING_STATES,
+    AttemptEnd,
+    AttemptRecord,
+    Change,
+    ClaimOutcome,
+    ClaimRequest,
     ConcurrencyLimits,
+    EndedAttempt,
+    LeaseRef,
     Micros,
+    ProgressUpdate,
+    Stats,
+    TaskFilter,
+    TaskRecord,
+    TaskSpec,
     TaskState,
     TaskTypeRecord,
     WorkerRecord,
 )
+from ...domain.schedules import ScheduleRecord, ScheduleSpec
+from ...domain.transitions import after_attempt
 from ..base import Commit, CommitListener
-from ..sqlite.rows import WORKER_COLUMNS, worker_from_row
+from ..sqlite.lease_writes import Decide
+from ..sqlite.rows import (
+    ATTEMPT_COLUMNS,
+    TASK_COLUMNS,
+    WORKER_COLUMNS,
+    attempt_from_row,
+    task_from_row,
+    worker_from_row,
+)
+from ..sqlite.schedule_writes import SCHEDULE_COLUMNS, schedule_from_row
 from .connection import create_pool, migrate
+from .explain_facts import read_explain_facts
+from .lease_writes import LeaseClock, PgLeaseWrites
+from .retention import prune_finished, prune_tombstones
+from .schedule_writes import PgScheduleWrites
+from .stats import read_stats
+from .task_reads import attempts_of, changes_since, list_page, qualified, snapshot
+from .task_writes import PgTaskWrites, record_progress
 from .writer import COMMIT_CHANNEL, PgGroupCommitWriter, PgTx, PgWriteKind
 
 log = logging.getLogger(__name__)
@@ -43,8 +76,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PostgresOptions:
+    """The SQLite store's options that mean something here (SQLite's ``synchronous``,
+    ``boot_id`` and ``crash_at`` do not: durability is the server's, lease deadlines are on
+    the server's clock)."""
+
     clock: Clock = field(default_factory=SystemClock)
     pool_size: int = 10
+    #: Schedule slots missed by at most this long still fire (late).
+    schedule_grace: Micros = 60 * MICROS_PER_SECOND
+    #: Waiting this long raises a task's effective priority by one point.
+    priority_aging: Micros = 1 * MICROS_PER_SECOND
+    #: How long an idempotency key keeps returning its first task.
+    idempotency_retention: Micros = 24 * 3600 * MICROS_PER_SECOND
+    #: What happens to a task when an attempt ends (tests inject their own rules).
+    decide: Decide = after_attempt
+    #: Whose clock lease deadlines are on. "server" (production): the database server's,
+    #: computed in SQL, the one clock that scheduler replicas on several hosts share.
+    #: "store": this store's ``clock`` (its wall clock, ``now()``), for tests that move time
+    #: by hand with a ManualClock, which cannot move the server's clock; the SQL is the
+    #: same, given the store's time instead of NULL (see ``lease_writes.py``).
+    lease_clock: LeaseClock = "server"
 
 
 class PostgresTaskStore:
@@ -64,6 +115,34 @@ class PostgresTaskStore:
         self._add_worker = PgWriteKind("add_worker", _add_worker)
         self._remove_worker = PgWriteKind("remove_worker", _remove_worker)
         self._worker_draining = PgWriteKind("worker_draining", _worker_draining)
+        # Leases (lease_writes.py, claims.py).
+        leases = PgLeaseWrites(
+            self.options.decide, self.options.priority_aging, self.options.lease_clock
+        )
+        self._claim = PgWriteKind("claim", leases.claim, last=True)
+        self._end = PgWriteKind("end", leases.end)
+        self._heartbeat = PgWriteKind("heartbeat", leases.heartbeat)
+        self._reclaim = PgWriteKind("reclaim", leases.reclaim_expired)
+        self._release = PgWriteKind("release", leases.release_sessions)
+        schedules = PgScheduleWrites(self._create_slot_tasks, self.options.schedule_grace)
+        self._create_schedule = PgWriteKind("create_schedule", schedules.create)
+        self._pause_schedule = PgWriteKind("pause_schedule", schedules.set_paused)
+        self._delete_schedule = PgWriteKind("delete_schedule", schedules.delete)
+        self._fire_schedules = PgWriteKind("fire_schedules", schedules.fire_due)
+        # Tasks (task_writes.py, retention.py).
+        tasks = PgTaskWrites(
+            IdGenerator(), self.options.priority_aging, self.options.idempotency_retention
+        )
+        self._task_writes = tasks
+        self._create = PgWriteKind("create", tasks.create)
+        self._delete = PgWriteKind("delete", tasks.delete)
+        self._delete_matching = PgWriteKind("delete_matching", tasks.delete_matching)
+        self._cancel = PgWriteKind("cancel", tasks.cancel)
+        self._retry = PgWriteKind("retry", tasks.retry)
+        self._run_now = PgWriteKind("run_now", tasks.run_now)
+        self._progress = PgWriteKind("progress", record_progress)
+        self._prune = PgWriteKind("prune", prune_finished)
+        self._prune_tombstones = PgWriteKind("prune_tombstones", prune_tombstones)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,6 +191,136 @@ class PostgresTaskStore:
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def create_tasks(self, specs: Sequence[TaskSpec]) -> list[tuple[TaskRecord, bool]]:
+        return await self._w.submit(self._create, specs)
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = await self._p.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
+        return task_from_row(tuple(row)) if row is not None else None
+
+    async def get_task_with_attempts(
+        self, task_id: str
+    ) -> tuple[TaskRecord, list[AttemptRecord]] | None:
+        # One statement is one snapshot: a task read and its attempts read apart could
+        # straddle a commit (a reclaimed attempt beside the old lease).
+        rows = await self._p.fetch(
+            f"SELECT {qualified('t', TASK_COLUMNS)}, {qualified('a', ATTEMPT_COLUMNS)} "
+            "FROM tasks t LEFT JOIN attempts a ON a.task_id = t.id "
+            "WHERE t.id = $1 ORDER BY a.number",
+            task_id,
+        )
+        if not rows:
+            return None
+        width = len(TASK_COLUMNS.split(","))
+        records = [tuple(row) for row in rows]
+        attempts = [attempt_from_row(row[width:]) for row in records if row[width] is not None]
+        return task_from_row(records[0][:width]), attempts
+
+    async def get_attempts(self, task_id: str) -> list[AttemptRecord]:
+        rows = await self._p.fetch(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE task_id = $1 ORDER BY number",
+            task_id,
+        )
+        return [attempt_from_row(tuple(row)) for row in rows]
+
+    async def get_attempts_of(self, task_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+        async with self._p.acquire() as conn:
+            return await attempts_of(conn, task_ids)
+
+    async def list_tasks(
+        self,
+        flt: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        descending: bool,
+        full: bool = False,
+    ) -> tuple[list[TaskRecord], int]:
+        # One read transaction: the page and the revision come from the same snapshot.
+        async with self._p.acquire() as conn, snapshot(conn):
+            return await list_page(conn, flt, self._clock.now(), limit, after_id, descending, full)
+
+    async def list_tasks_with_attempts(
+        self, flt: TaskFilter, *, limit: int, after_id: str | None, descending: bool
+    ) -> tuple[list[TaskRecord], dict[str, list[AttemptRecord]], int]:
+        async with self._p.acquire() as conn, snapshot(conn):
+            now = self._clock.now()
+            tasks, revision = await list_page(conn, flt, now, limit, after_id, descending, True)
+            attempts = await attempts_of(conn, [task.id for task in tasks])
+        return tasks, attempts, revision
+
+    async def delete_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None] | None:
+        return await self._w.submit(self._delete, task_id)
+
+    async def delete_tasks(self, flt: TaskFilter) -> tuple[int, list[LeaseRef]]:
+        """Delete in chunks, each its own transaction, so other writers keep flowing."""
+        total, leases = 0, []
+        while True:
+            count, chunk_leases = await self._w.submit(self._delete_matching, flt)
+            total += count
+            leases.extend(chunk_leases)
+            if count == 0:
+                return total, leases
+
+    async def prune_finished(self, older_than: Mapping[TaskState, Micros], limit: int) -> int:
+        if not older_than or limit <= 0:
+            return 0
+        return await self._w.submit(self._prune, (dict(older_than), limit))
+
+    async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return await self._w.submit(self._prune_tombstones, (older_than, limit))
+
+    async def cancel_task(self, task_id: str) -> tuple[TaskRecord, LeaseRef | None]:
+        return await self._w.submit(self._cancel, task_id)
+
+    async def retry_task(self, task_id: str) -> TaskRecord:
+        return await self._w.submit(self._retry, task_id)
+
+    async def run_task(self, task_id: str) -> TaskRecord:
+        return await self._w.submit(self._run_now, task_id)
+
+    async def report_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        if updates:
+            await self._w.submit(self._progress, updates)
+
+    async def changes_since(self, cursor: tuple[int, str], limit: int) -> list[Change]:
+        return await changes_since(self._p, cursor, limit)
+
+    # -- leasing ---------------------------------------------------------------------------
+
+    async def claim(self, requests: Sequence[ClaimRequest]) -> ClaimOutcome:
+        # One write for the whole round: every session's claim lands in one transaction.
+        return await self._w.submit(self._claim, list(requests))
+
+    async def end_attempts(self, ends: Sequence[AttemptEnd]) -> list[EndedAttempt]:
+        if not ends:
+            return []
+        return await self._w.submit(self._end, ends)
+
+    async def heartbeats(
+        self, beats: Sequence[tuple[str, Sequence[str]]], lease_ttl: Micros
+    ) -> list[list[str]]:
+        return await self._w.submit(self._heartbeat, (beats, lease_ttl))
+
+    async def reclaim_expired(self) -> list[EndedAttempt]:
+        return await self._w.submit(self._reclaim, None)
+
+    async def release_session(self, session_id: str, returned: bool = False) -> list[EndedAttempt]:
+        return await self._w.submit(self._release, (session_id, returned))
+
+    async def next_due_at(self) -> Micros | None:
+        """When the next queued task that is not due yet becomes due (the dispatcher's
+        timer); due times are on the schedulers' clock, like every time but leases."""
+        value = await self._p.fetchval(
+            "SELECT min(due_at) FROM tasks WHERE state = 2 AND due_at > $1",
+            self._clock.now(),
+        )
+        return int(value) if value is not None else None
 
     # -- task types and workers ------------------------------------------------------------
 
@@ -212,6 +421,59 @@ class PostgresTaskStore:
             )
         }
         return [worker_from_row(tuple(row), in_flight.get(row["session_id"], 0)) for row in rows]
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def create_schedule(self, spec: ScheduleSpec) -> ScheduleRecord:
+        return await self._w.submit(self._create_schedule, spec)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        row = await self._p.fetchrow(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1", schedule_id
+        )
+        return schedule_from_row(tuple(row)) if row is not None else None
+
+    async def list_schedules(self, *, limit: int, after_id: str | None) -> list[ScheduleRecord]:
+        rows = await self._p.fetch(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > $1 ORDER BY id LIMIT $2",
+            after_id or "",
+            limit,
+        )
+        return [schedule_from_row(tuple(row)) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._w.submit(self._delete_schedule, schedule_id)
+
+    async def set_schedule_paused(self, schedule_id: str, paused: bool) -> ScheduleRecord:
+        return await self._w.submit(self._pause_schedule, (schedule_id, paused))
+
+    async def fire_due_schedules(self) -> list[TaskRecord]:
+        """Fire due slots; each slot fires once across all replicas (``schedule_writes``)."""
+        return await self._w.submit(self._fire_schedules, None)
+
+    async def next_schedule_at(self) -> Micros | None:
+        value = await self._p.fetchval("SELECT min(next_fire_at) FROM schedules WHERE paused = 0")
+        return int(value) if value is not None else None
+
+    async def _create_slot_tasks(
+        self, tx: PgTx, batches: Sequence[Sequence[TaskSpec]]
+    ) -> Sequence[Sequence[tuple[TaskRecord, bool]]]:
+        """The tasks of fired slots, made by the task writes' create handler in ``tx``."""
+        return await self._task_writes.create(tx, batches)
+
+    # -- stats and explanations ----------------------------------------------------------
+
+    async def stats(self) -> Stats:
+        now = self._clock.now()
+        return await read_stats(self._p, await self._counts(now), now)
+
+    async def explain_facts(self, task_id: str, workers_seen_since: Micros) -> ExplainFacts | None:
+        # One snapshot for every read: REPEATABLE READ takes it at the first statement.
+        async with (
+            self._p.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await read_explain_facts(conn, task_id, self._clock.now(), workers_seen_since)
 
     # -- change feed -----------------------------------------------------------------------
 
