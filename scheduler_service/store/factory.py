@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from ..domain.clock import Clock, SystemClock
 from ..domain.model import MICROS_PER_SECOND, Micros
@@ -48,6 +49,17 @@ class StoreSettings:
 
 def is_postgres_url(database_url: str) -> bool:
     return database_url.startswith(POSTGRES_SCHEMES)
+
+
+def redacted(database_url: str) -> str:
+    """``database_url`` fit for a log line: a PostgreSQL URL may carry a password."""
+    if not is_postgres_url(database_url):
+        return database_url
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler_service.store.factory import StoreSettings, is_postgres_url, open_store
+from scheduler_service.store.factory import StoreSettings, is_postgres_url, open_store, redacted
 from scheduler_service.store.postgres.store import PostgresTaskStore
 from scheduler_service.store.sqlite.store import SqliteTaskStore
 from tests.support.clock import ManualClock
@@ -68,3 +68,11 @@ def test_defaults_match_the_sqlite_stores() -> None:
     assert isinstance(store, SqliteTaskStore)
     assert store.options.priority_aging == 1_000_000
     assert store.options.schedule_grace == 60_000_000
+
+
+def test_passwords_are_left_out_of_logged_urls() -> None:
+    assert (
+        redacted("postgresql://orch:s3cr%40t@db:5432/orch") == "postgresql://orch:***@db:5432/orch"
+    )
+    assert redacted("postgresql://orch@db/orch") == "postgresql://orch@db/orch"
+    assert redacted("/var/lib/orch/store.db") == "/var/lib/orch/store.db"
