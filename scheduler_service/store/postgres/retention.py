@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import asyncpg
+
 from ...domain.model import Micros, TaskState
 from ..sqlite.retention import id_bound
 from .writer import PgTx
@@ -45,6 +47,48 @@ ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value, excluded.value)
 PruneRequest = tuple[Mapping[TaskState, Micros], int]
 
 
+async def anything_to_prune(
+    conn: asyncpg.Connection | asyncpg.Pool, ages: Mapping[TaskState, Micros], now: Micros
+) -> bool:
+    """Whether a prune request would find a task, read outside the writer.
+
+    Every write transaction here takes the revision row lock and a new revision, and wakes
+    every replica's watchers, even when it changes nothing; an idle pruner would do that
+    on each round. So the store asks first (a replica pruning meanwhile only makes the
+    write find less).
+    """
+    for state, age in sorted(ages.items()):
+        _check_age(state, age)
+        cutoff = now - age
+        if await conn.fetchrow(_OLD_FINISHED, int(state), id_bound(cutoff), cutoff, 1):
+            return True
+    return False
+
+
+async def any_old_tombstones(
+    conn: asyncpg.Connection | asyncpg.Pool, age: Micros, limit: int, now: Micros
+) -> bool:
+    """Whether a tombstone prune would remove anything (see :func:`anything_to_prune`)."""
+    _check_tombstone_age(age)
+    found = await conn.fetchval(
+        "SELECT 1 FROM (SELECT deleted_at FROM deleted_tasks ORDER BY revision, task_id "
+        "LIMIT $1) AS oldest WHERE deleted_at < $2 LIMIT 1",
+        limit,
+        now - age,
+    )
+    return found is not None
+
+
+def _check_age(state: TaskState, age: Micros) -> None:
+    if not state.is_terminal or age <= 0:
+        raise ValueError(f"cannot prune {state.name} tasks after {age} µs")
+
+
+def _check_tombstone_age(age: Micros) -> None:
+    if age <= 0:
+        raise ValueError(f"cannot prune deletion records after {age} µs")
+
+
 async def prune_finished(tx: PgTx, requests: Sequence[PruneRequest]) -> list[int]:
     """For each request (ages per finished state, limit): remove at most ``limit`` tasks
     that finished longer ago than their state's age, oldest first; answers how many."""
@@ -54,8 +98,7 @@ async def prune_finished(tx: PgTx, requests: Sequence[PruneRequest]) -> list[int
 async def _prune_one(tx: PgTx, ages: Mapping[TaskState, Micros], limit: int) -> int:
     removed: list[tuple[str, str, int, int, str, TaskState]] = []
     for state, age in sorted(ages.items()):
-        if not state.is_terminal or age <= 0:
-            raise ValueError(f"cannot prune {state.name} tasks after {age} µs")
+        _check_age(state, age)
         if len(removed) >= limit:
             break
         cutoff = tx.now - age
@@ -85,8 +128,7 @@ async def prune_tombstones(tx: PgTx, requests: Sequence[tuple[Micros, int]]) -> 
     records older than ``age``; answers how many."""
     answers = []
     for age, limit in requests:
-        if age <= 0:
-            raise ValueError(f"cannot prune deletion records after {age} µs")
+        _check_tombstone_age(age)
         rows = await tx.conn.fetch(_OLD_TOMBSTONES, limit, tx.now - age)
         removed = [row["revision"] for row in rows]
         if removed:

@@ -64,7 +64,12 @@ from ..sqlite.schedule_writes import SCHEDULE_COLUMNS, schedule_from_row
 from .connection import create_pool, migrate
 from .explain_facts import read_explain_facts
 from .lease_writes import LeaseClock, PgLeaseWrites
-from .retention import prune_finished, prune_tombstones
+from .retention import (
+    any_old_tombstones,
+    anything_to_prune,
+    prune_finished,
+    prune_tombstones,
+)
 from .schedule_writes import PgScheduleWrites
 from .stats import read_stats
 from .task_reads import attempts_of, changes_since, list_page, qualified, snapshot
@@ -268,10 +273,14 @@ class PostgresTaskStore:
     async def prune_finished(self, older_than: Mapping[TaskState, Micros], limit: int) -> int:
         if not older_than or limit <= 0:
             return 0
+        if not await anything_to_prune(self._p, older_than, self._clock.now()):
+            return 0  # no write: an empty one would still take a revision
         return await self._w.submit(self._prune, (dict(older_than), limit))
 
     async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
         if limit <= 0:
+            return 0
+        if not await any_old_tombstones(self._p, older_than, limit, self._clock.now()):
             return 0
         return await self._w.submit(self._prune_tombstones, (older_than, limit))
 

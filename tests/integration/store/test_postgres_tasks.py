@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 
-from scheduler_service.domain.model import TaskFilter, TaskState
+from scheduler_service.domain.errors import FailedPrecondition, NotFound
+from scheduler_service.domain.model import MICROS_PER_SECOND, TaskFilter, TaskState
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
+from tests.integration.store.test_store_clients import (  # noqa: F401 - run here
+    test_deletions_in_the_change_feed_carry_the_client,
+    test_the_cache_is_per_client,
+)
 from tests.integration.store.test_store_contract import (  # noqa: F401 - run here
     spec,
     test_concurrent_creates_with_one_key_make_one_task,
@@ -26,7 +33,15 @@ from tests.integration.store.test_store_contract import (  # noqa: F401 - run he
     test_list_filters_and_pages_are_stable,
     test_state_filter_splits_queued_by_due_time,
 )
+from tests.integration.store.test_store_retention import (  # noqa: F401 - run here
+    SHORT,
+    test_nothing_to_prune_writes_nothing,
+)
+from tests.integration.store.test_store_rules import made
 from tests.support.clock import ManualClock
+
+S = MICROS_PER_SECOND
+NO_SUCH_TASK = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 
 @pytest.fixture
@@ -103,3 +118,222 @@ async def test_replicas_creating_in_one_group_at_once_activate_one_task(
     assert len(pending) == 12
     states = sorted(t.state for t in pending)
     assert states == [TaskState.PENDING] + [TaskState.WAITING] * 11
+
+
+async def rows_of(url: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Read the database directly, on a connection of its own."""
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql, *params)]
+    finally:
+        await conn.close()
+
+
+async def test_idempotency_keys_expire_after_the_retention(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    store = PostgresTaskStore(
+        postgres_url, PostgresOptions(clock=clock, idempotency_retention=10 * S)
+    )
+    await store.open()
+    try:
+        await store.register_task_types(["foo"])
+        [(first, _)] = await store.create_tasks([spec(idempotency_key="k")])
+        clock.advance(9)
+        [(again, created)] = await store.create_tasks([spec(idempotency_key="k")])
+        assert again.id == first.id and not created
+        clock.advance(2)
+        [(fresh, created)] = await store.create_tasks([spec(idempotency_key="k")])
+        assert created and fresh.id != first.id
+    finally:
+        await store.close()
+
+
+async def test_cancel_retry_and_run_now_without_a_lease(
+    store: PostgresTaskStore, clock: ManualClock
+) -> None:
+    [now_task, later] = await made(store, spec(), spec(run_at=clock.now() + 3600 * S))
+    ran = await store.run_task(later.id)
+    assert ran.due_at == clock.now() and ran.revision > later.revision
+    assert await store.run_task(now_task.id) == now_task  # already due: unchanged
+    cancelled, lease = await store.cancel_task(now_task.id)
+    assert cancelled.state == TaskState.CANCELLED and lease is None
+    assert cancelled.finished_at == clock.now() and cancelled.error == "cancelled"
+    with pytest.raises(FailedPrecondition):
+        await store.cancel_task(now_task.id)
+    with pytest.raises(FailedPrecondition):
+        await store.run_task(now_task.id)
+    with pytest.raises(FailedPrecondition):
+        await store.retry_task(later.id)  # not finished
+    clock.advance(5)
+    retried = await store.retry_task(now_task.id)
+    assert (retried.state, retried.attempts, retried.finished_at) == (TaskState.PENDING, 0, None)
+    assert retried.due_at == clock.now()
+    for call in (store.cancel_task, store.retry_task, store.run_task):
+        with pytest.raises(NotFound):
+            await call(NO_SUCH_TASK)
+    assert await store.get_task(now_task.id) == retried
+
+
+async def test_a_cancelled_leader_hands_over_to_its_first_follower(
+    store: PostgresTaskStore,
+) -> None:
+    [leader] = await made(store, spec(cache=True))
+    [first, second] = await made(store, spec(cache=True), spec(cache=True))
+    assert (first.state, first.cached_from) == (TaskState.FOLLOWING, leader.id)
+    await store.cancel_task(leader.id)
+    heir = await store.get_task(first.id)
+    other = await store.get_task(second.id)
+    assert heir is not None and heir.state == TaskState.PENDING and not heir.cached
+    assert other is not None and other.cached_from == first.id
+    # Deleting the new leader hands over again.
+    await store.delete_task(first.id)
+    last = await store.get_task(second.id)
+    assert last is not None and last.state == TaskState.PENDING and not last.cached
+
+
+async def test_cancelling_or_deleting_the_active_task_releases_the_group(
+    store: PostgresTaskStore,
+) -> None:
+    first, second, third = await made(store, *(spec(group="g") for _ in range(3)))
+    assert [t.state for t in (first, second, third)] == [
+        TaskState.PENDING,
+        TaskState.WAITING,
+        TaskState.WAITING,
+    ]
+    await store.cancel_task(first.id)
+    assert (await store.get_task(second.id)).state == TaskState.PENDING  # type: ignore[union-attr]
+    await store.delete_task(second.id)
+    assert (await store.get_task(third.id)).state == TaskState.PENDING  # type: ignore[union-attr]
+    # A retried task waits behind the group's active one.
+    retried = await store.retry_task(first.id)
+    assert retried.state == TaskState.WAITING
+
+
+async def test_list_pages_with_attempts_and_change_feed_with_deletions(
+    store: PostgresTaskStore,
+) -> None:
+    start = await store.revision()
+    a, b, c = await made(store, spec(), spec(type="bar"), spec())
+    await store.cancel_task(b.id)
+    await store.delete_task(c.id)
+    tasks, attempts, revision = await store.list_tasks_with_attempts(
+        TaskFilter(), limit=10, after_id=None, descending=False
+    )
+    assert [t.id for t in tasks] == [a.id, b.id]
+    assert attempts == {a.id: [], b.id: []} == await store.get_attempts_of([a.id, b.id])
+    assert revision == await store.revision()
+    assert tasks[0].payload_json == a.payload_json  # FULL view
+    basic, _ = await store.list_tasks(TaskFilter(), limit=10, after_id=None, descending=True)
+    assert [t.id for t in basic] == [b.id, a.id] and basic[0].payload_json == ""
+    cancelled, _ = await store.list_tasks(
+        TaskFilter(states=frozenset({TaskState.CANCELLED}), types=frozenset({"bar"})),
+        limit=10,
+        after_id=None,
+        descending=True,
+    )
+    assert [t.id for t in cancelled] == [b.id]
+    changes = await store.changes_since((start, "~"), 100)
+    assert [(ch.task_id, ch.task is None) for ch in changes] == [
+        (a.id, False),
+        (b.id, False),
+        (c.id, True),
+    ]
+    assert [ch.revision for ch in changes] == sorted(ch.revision for ch in changes)
+    first = await store.changes_since((start, "~"), 1)
+    rest = await store.changes_since((first[0].revision, first[0].task_id), 100)
+    assert [ch.task_id for ch in first + rest] == [ch.task_id for ch in changes]
+
+
+async def test_pruning_removes_old_finished_tasks_and_leaves_tombstones(
+    store: PostgresTaskStore, clock: ManualClock, postgres_url: str
+) -> None:
+    old = await made(store, *(spec(labels={"a": "b"}) for _ in range(5)))
+    for task in old:
+        await store.cancel_task(task.id)
+    clock.advance(100)
+    [recent, unfinished] = await made(store, spec(), spec())
+    await store.cancel_task(recent.id)
+    clock.advance(5)
+    assert await store.prune_finished(SHORT, 3) == 3
+    assert await store.prune_finished(SHORT, 3) == 2
+    assert await store.prune_finished(SHORT, 3) == 0
+    tasks, _ = await store.list_tasks(TaskFilter(), limit=100, after_id=None, descending=False)
+    assert {t.id for t in tasks} == {recent.id, unfinished.id}
+    changes = await store.changes_since((0, ""), 100)
+    assert {ch.task_id for ch in changes if ch.task is None} == {t.id for t in old}
+    assert await rows_of(postgres_url, "SELECT count(*) FROM task_labels") == [(0,)]
+    counts = await rows_of(
+        postgres_url, "SELECT state, tasks FROM task_counts WHERE tasks != 0 ORDER BY state"
+    )
+    assert counts == [(int(TaskState.PENDING), 1), (int(TaskState.CANCELLED), 1)]
+
+
+async def test_a_finished_task_that_unfinished_tasks_follow_is_kept(
+    store: PostgresTaskStore, clock: ManualClock, postgres_url: str
+) -> None:
+    [leader] = await made(store, spec(cache=True))
+    [follower] = await made(store, spec(cache=True))
+    # The store never finishes a leader without its followers; make the case by hand.
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(
+            "UPDATE tasks SET state = 4, finished_at = $1 WHERE id = $2", clock.now(), leader.id
+        )
+    finally:
+        await conn.close()
+    clock.advance(1000)
+    assert await store.prune_finished(SHORT, 100) == 0
+    tasks, _ = await store.list_tasks(TaskFilter(), limit=100, after_id=None, descending=False)
+    assert {t.id for t in tasks} == {leader.id, follower.id}
+
+
+async def test_old_deletion_records_go_in_batches_and_raise_the_history_floor(
+    store: PostgresTaskStore, clock: ManualClock, postgres_url: str
+) -> None:
+    old = await made(store, *(spec() for _ in range(5)))
+    for task in old:
+        await store.delete_task(task.id)
+    newest_pruned = await store.revision()
+    clock.advance(100)
+    [recent] = await made(store, spec())
+    await store.delete_task(recent.id)
+    clock.advance(50)
+    assert await store.history_floor() == 0
+    assert await store.prune_tombstones(60 * S, 3) == 3
+    assert await store.prune_tombstones(60 * S, 3) == 2
+    assert await store.prune_tombstones(60 * S, 3) == 0
+    assert await rows_of(postgres_url, "SELECT task_id FROM deleted_tasks") == [(recent.id,)]
+    assert await store.history_floor() == newest_pruned
+    changes = await store.changes_since((0, ""), 100)
+    assert [ch.task_id for ch in changes if ch.task is None] == [recent.id]
+
+
+async def test_kept_counts_match_a_recount_after_mixed_operations(
+    store: PostgresTaskStore, clock: ManualClock, postgres_url: str
+) -> None:
+    made_tasks = await made(
+        store,
+        *(spec(group="g") for _ in range(3)),
+        *(spec(cache=True) for _ in range(3)),
+        *(spec(type="bar", run_at=clock.now() + 10 * S) for _ in range(3)),
+    )
+    await store.cancel_task(made_tasks[0].id)  # promotes the group's next
+    await store.cancel_task(made_tasks[3].id)  # the cache leader hands over
+    await store.retry_task(made_tasks[0].id)
+    await store.delete_task(made_tasks[1].id)
+    await store.delete_tasks(TaskFilter(types=frozenset({"bar"}), client="tester"))
+    await store.cancel_task(made_tasks[4].id)
+    clock.advance(100)
+    await store.prune_finished(SHORT, 100)
+    kept = await rows_of(
+        postgres_url,
+        "SELECT type, state, tasks, retries, exhausted FROM task_counts WHERE tasks != 0 "
+        "ORDER BY type, state",
+    )
+    recount = await rows_of(
+        postgres_url,
+        "SELECT type, state, count(*), 0::bigint, 0::bigint FROM tasks GROUP BY type, state "
+        "ORDER BY type, state",
+    )
+    assert kept == recount and kept
