@@ -17,10 +17,17 @@ import asyncpg
 import pytest
 
 from scheduler_service.domain.errors import FailedPrecondition, NotFound
-from scheduler_service.domain.model import MICROS_PER_SECOND, TaskFilter, TaskState
+from scheduler_service.domain.model import (
+    MICROS_PER_SECOND,
+    AttemptOutcome,
+    TaskFilter,
+    TaskState,
+)
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
 from tests.integration.store.test_store_clients import (  # noqa: F401 - run here
+    test_cached_create_reuses_a_succeeded_result,
     test_deletions_in_the_change_feed_carry_the_client,
+    test_run_now_makes_a_scheduled_task_due,
     test_the_cache_is_per_client,
 )
 from tests.integration.store.test_store_contract import (  # noqa: F401 - run here
@@ -35,9 +42,15 @@ from tests.integration.store.test_store_contract import (  # noqa: F401 - run he
 )
 from tests.integration.store.test_store_retention import (  # noqa: F401 - run here
     SHORT,
+    ids_stored,
+    test_a_failed_task_that_blocks_its_group_is_kept,
+    test_a_task_created_long_ago_goes_by_when_it_finished,
+    test_batches_take_the_oldest_first_and_at_most_the_limit,
+    test_finished_tasks_go_by_state_and_age_while_unfinished_ones_stay,
     test_nothing_to_prune_writes_nothing,
+    test_states_left_out_are_kept_forever,
 )
-from tests.integration.store.test_store_rules import made
+from tests.integration.store.test_store_rules import finish, made, take
 from tests.support.clock import ManualClock
 
 S = MICROS_PER_SECOND
@@ -51,9 +64,9 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def store(postgres_url: str, clock: ManualClock) -> AsyncIterator[PostgresTaskStore]:
-    """The PostgreSQL store on a fresh database; time is the test's (as the SQLite
-    fixture in conftest.py)."""
-    store = PostgresTaskStore(postgres_url, PostgresOptions(clock=clock))
+    """The PostgreSQL store on a fresh database; time, lease deadlines included, is the
+    test's (as the SQLite fixture in conftest.py; see test_postgres_leases.py)."""
+    store = PostgresTaskStore(postgres_url, PostgresOptions(clock=clock, lease_clock="store"))
     await store.open()
     await store.register_task_types(["foo", "bar"])
     try:
@@ -337,3 +350,62 @@ async def test_kept_counts_match_a_recount_after_mixed_operations(
         "ORDER BY type, state",
     )
     assert kept == recount and kept
+
+
+async def test_pruned_tasks_leave_no_attempts_labels_or_counts_and_read_as_deleted(
+    store: PostgresTaskStore, clock: ManualClock, postgres_url: str
+) -> None:
+    tasks = await made(
+        store,
+        *(spec(type="foo" if i % 2 else "bar", labels={"team": f"t{i}"}) for i in range(8)),
+    )
+    leases = await take(store)
+    await finish(store, leases[:3], AttemptOutcome.FAILED, error="again")  # retried: 2 attempts
+    await finish(store, leases[3:])
+    clock.advance(5)
+    await finish(store, await take(store))
+    kept = await made(store, spec(labels={"team": "kept"}))  # queued: stays
+    revision = await store.revision()
+    clock.advance(60)
+
+    assert await store.prune_finished(SHORT, 100) == 8
+    ids = [t.id for t in tasks]
+    attempts = "SELECT task_id FROM attempts WHERE task_id = ANY($1)"
+    assert await rows_of(postgres_url, attempts, ids) == []
+    assert await rows_of(postgres_url, "SELECT task_id FROM task_labels") == [(kept[0].id,)]
+    recount = await rows_of(
+        postgres_url, "SELECT type, state, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    counts = await rows_of(
+        postgres_url, "SELECT type, state, tasks FROM task_counts WHERE tasks != 0 ORDER BY 1, 2"
+    )
+    assert counts == recount == [("foo", int(TaskState.PENDING), 1)]
+    leftovers = await rows_of(
+        postgres_url, "SELECT retries, exhausted FROM task_counts WHERE tasks = 0"
+    )
+    assert leftovers and all(row == (0, 0) for row in leftovers)
+    changes = await store.changes_since((revision, "~"), 100)
+    assert {c.task_id for c in changes} == set(ids)
+    assert all(c.task is None and c.client == "tester" for c in changes)
+    assert {c.type for c in changes} == {"foo", "bar"}
+
+
+async def test_replicas_pruning_at_once_share_the_work(
+    replicas: list[PostgresTaskStore], clock: ManualClock, postgres_url: str
+) -> None:
+    tasks = await made(replicas[0], *(spec() for _ in range(60)))
+    for task in tasks:
+        await replicas[1].cancel_task(task.id)
+    clock.advance(60)
+
+    async def drain(store: PostgresTaskStore) -> int:
+        total = 0
+        while (removed := await store.prune_finished(SHORT, 7)) > 0:
+            total += removed
+        return total
+
+    removed = await asyncio.gather(*(drain(store) for store in replicas))
+    assert sum(removed) == 60
+    assert await ids_stored(replicas[2]) == set()  # type: ignore[arg-type]
+    assert await rows_of(postgres_url, "SELECT count(*) FROM deleted_tasks") == [(60,)]
+    assert await rows_of(postgres_url, "SELECT sum(tasks)::bigint FROM task_counts") == [(0,)]
