@@ -37,9 +37,11 @@ from scheduler_service.domain.model import (
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
 from tests.integration.store.test_store_clients import (  # noqa: F401 - run here
     test_a_cancelled_leader_hands_over_to_its_first_follower,
+    test_cached_create_reuses_a_succeeded_result,
     test_followers_fail_with_their_leader,
     test_identical_creates_join_the_running_task,
     test_progress_is_stored_for_current_leases_only,
+    test_run_now_makes_a_scheduled_task_due,
 )
 from tests.integration.store.test_store_contract import (  # noqa: F401 - run here
     TTL,
@@ -282,3 +284,22 @@ async def test_next_due_at_is_the_earliest_queued_task_not_yet_due(
     assert await store.next_due_at() == sooner.due_at
     await store.delete_task(sooner.id)
     assert await store.next_due_at() == later.due_at
+
+
+async def test_a_claim_skips_task_rows_locked_outside_the_store(
+    postgres_url: str, replicas: list[PostgresTaskStore]
+) -> None:
+    """Candidates are taken FOR UPDATE SKIP LOCKED: a row some other session holds (an
+    operator's statement, say) is passed over, and the claim neither waits for it nor
+    leases it."""
+    locked, free = (t for t, _ in await replicas[0].create_tasks([spec(), spec()]))
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", locked.id)
+            outcome = await asyncio.wait_for(replicas[1].claim([claim()]), timeout=10)
+            assert [lease.task_id for lease in outcome.leases[0]] == [free.id]
+        [[lease]] = (await replicas[1].claim([claim()])).leases  # released: now it is
+        assert lease.task_id == locked.id
+    finally:
+        await conn.close()
