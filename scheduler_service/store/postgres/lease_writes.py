@@ -125,15 +125,33 @@ WHERE state = 3 AND (lease_expires_at <= clock.now OR attempt_deadline <= clock.
 """
 
 
+_ANY_EXPIRED = f"""
+SELECT EXISTS (
+    SELECT 1 FROM tasks, (SELECT {deadline_now("$1")} AS now) AS clock
+    WHERE state = 3 AND (lease_expires_at <= clock.now OR attempt_deadline <= clock.now)
+)
+"""
+
+
 @dataclass
 class PgLeaseWrites:
     decide: Decide
     priority_aging: Micros
     lease_clock: LeaseClock = "server"
 
+    def clock_param(self, store_now: Micros) -> Micros | None:
+        """The bound "now" of :func:`deadline_now` (NULL means the server's clock), given
+        the store's clock's time."""
+        return store_now if self.lease_clock == "store" else None
+
     def _clock_param(self, tx: PgTx) -> Micros | None:
-        """The bound "now" of :func:`deadline_now`: NULL means the server's clock."""
-        return tx.now if self.lease_clock == "store" else None
+        return self.clock_param(tx.now)
+
+    async def any_expired(self, pool: asyncpg.Pool, store_now: Micros) -> bool:
+        """Whether a lease expired or an attempt ran past its timeout: a read, so that the
+        reaper of every replica (each second) writes only when there is something to end.
+        (Every write transaction takes a revision and notifies every replica.)"""
+        return bool(await pool.fetchval(_ANY_EXPIRED, self.clock_param(store_now)))
 
     async def claim(self, tx: PgTx, rounds: Sequence[Sequence[ClaimRequest]]) -> list[ClaimOutcome]:
         """Lease due tasks to the requests of each round (see :mod:`.claims` for the rules).

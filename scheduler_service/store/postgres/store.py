@@ -124,6 +124,7 @@ class PostgresTaskStore:
         leases = PgLeaseWrites(
             self.options.decide, self.options.priority_aging, self.options.lease_clock
         )
+        self._leases = leases
         self._claim = PgWriteKind("claim", leases.claim, last=True)
         self._end = PgWriteKind("end", leases.end)
         self._heartbeat = PgWriteKind("heartbeat", leases.heartbeat)
@@ -317,6 +318,8 @@ class PostgresTaskStore:
         return await self._w.submit(self._heartbeat, (beats, lease_ttl))
 
     async def reclaim_expired(self) -> list[EndedAttempt]:
+        if not await self._leases.any_expired(self._p, self._clock.now()):
+            return []  # no write: an empty one would still take a revision
         return await self._w.submit(self._reclaim, None)
 
     async def release_session(self, session_id: str, returned: bool = False) -> list[EndedAttempt]:

@@ -34,6 +34,7 @@ from scheduler_service.domain.model import (
     ConcurrencyLimits,
     TaskState,
 )
+from scheduler_service.store.base import Commit
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
 from tests.integration.store.test_store_clients import (  # noqa: F401 - run here
     test_a_cancelled_leader_hands_over_to_its_first_follower,
@@ -303,3 +304,17 @@ async def test_a_claim_skips_task_rows_locked_outside_the_store(
         assert lease.task_id == locked.id
     finally:
         await conn.close()
+
+
+async def test_a_reaper_with_nothing_to_end_writes_nothing(
+    replicas: list[PostgresTaskStore],
+) -> None:
+    """Every replica's reaper looks each second; a write would take a revision and wake
+    every replica, so it only reads until a lease has expired."""
+    await replicas[0].create_tasks([spec()])
+    await replicas[0].claim([claim()])
+    commits: list[Commit] = []
+    replicas[1].add_commit_listener(commits.append)
+    before = await replicas[1].revision()
+    assert await replicas[1].reclaim_expired() == []
+    assert await replicas[1].revision() == before and commits == []
