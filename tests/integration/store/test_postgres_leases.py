@@ -38,11 +38,9 @@ from scheduler_service.store.base import Commit
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
 from tests.integration.store.test_store_clients import (  # noqa: F401 - run here
     test_a_cancelled_leader_hands_over_to_its_first_follower,
-    test_cached_create_reuses_a_succeeded_result,
     test_followers_fail_with_their_leader,
     test_identical_creates_join_the_running_task,
     test_progress_is_stored_for_current_leases_only,
-    test_run_now_makes_a_scheduled_task_due,
 )
 from tests.integration.store.test_store_contract import (  # noqa: F401 - run here
     TTL,
