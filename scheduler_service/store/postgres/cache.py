@@ -7,39 +7,61 @@ lead). The cache key is the same hash (``cache_key``), so both stores agree on i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from ...domain.model import Micros, TaskState
 from ..sqlite.cache import cache_key, cache_key_of
 from .writer import PgTx
 
-__all__ = ["cache_key", "cache_key_of", "find_leader", "find_result", "finish_followers",
+__all__ = ["CacheHits", "cache_key", "cache_key_of", "find_hits", "finish_followers",
            "hand_over"]  # fmt: skip
 
 FOLLOWING = int(TaskState.FOLLOWING)
 
 
-async def find_result(tx: PgTx, key: str, max_age: Micros | None) -> tuple[str, str] | None:
-    """The newest identical task that succeeded by running (not itself a copy)."""
-    oldest = tx.now - max_age if max_age is not None else 0
-    row = await tx.conn.fetchrow(
-        "SELECT id, result FROM tasks "
-        "WHERE cache = 1 AND state = 4 AND cached = 0 AND cache_key = $1 AND finished_at >= $2 "
-        "ORDER BY finished_at DESC LIMIT 1",
-        key,
-        oldest,
-    )
-    return (row["id"], row["result"] or "{}") if row else None
+@dataclass(frozen=True)
+class CacheHits:
+    """What the stored tasks offer a batch of cached creates, read in two statements
+    (one per cached create took five times as long as on SQLite: a round trip each)."""
+
+    #: Per cache key, the newest identical task that succeeded by running (not itself a
+    #: copy): its id, result and finish time.
+    results: dict[str, tuple[str, str, Micros]]
+    #: Per cache key, the oldest identical task that has not finished (queued, waiting or
+    #: running): the one new identical creates follow.
+    leaders: dict[str, str]
+
+    def result(self, key: str, max_age: Micros | None, now: Micros) -> tuple[str, str] | None:
+        """The result a create may copy, if the newest one is recent enough for it."""
+        found = self.results.get(key)
+        if found is None or (max_age is not None and found[2] < now - max_age):
+            return None
+        return found[0], found[1]
 
 
-async def find_leader(tx: PgTx, key: str) -> str | None:
-    """The oldest identical task that has not finished (queued, waiting or running)."""
-    leader: str | None = await tx.conn.fetchval(
-        "SELECT id FROM tasks WHERE cache = 1 AND state IN (2, 3, 7) AND cache_key = $1 "
-        "ORDER BY seq LIMIT 1",
-        key,
+async def find_hits(tx: PgTx, keys: Collection[str]) -> CacheHits:
+    if not keys:
+        return CacheHits({}, {})
+    wanted = sorted(keys)
+    done = await tx.conn.fetch(
+        "SELECT DISTINCT ON (cache_key) cache_key, id, result, finished_at FROM tasks "
+        "WHERE cache = 1 AND state = 4 AND cached = 0 AND cache_key = ANY($1::text[]) "
+        "ORDER BY cache_key, finished_at DESC",
+        wanted,
     )
-    return leader
+    live = await tx.conn.fetch(
+        "SELECT DISTINCT ON (cache_key) cache_key, id FROM tasks "
+        "WHERE cache = 1 AND state IN (2, 3, 7) AND cache_key = ANY($1::text[]) "
+        "ORDER BY cache_key, seq",
+        wanted,
+    )
+    return CacheHits(
+        results={
+            row["cache_key"]: (row["id"], row["result"] or "{}", row["finished_at"]) for row in done
+        },
+        leaders={row["cache_key"]: row["id"] for row in live},
+    )
 
 
 async def finish_followers(

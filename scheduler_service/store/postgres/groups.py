@@ -20,12 +20,13 @@ WHERE grp = $1 AND grp != '' AND (state IN (2, 3) OR (state = 5 AND on_failure =
 LIMIT 1
 """
 
-# The earliest waiting task is the lowest seq (insertion order, as SQLite's rowid).
+# The earliest waiting task is the lowest seq (insertion order, as SQLite's rowid); it is
+# updated by id, the primary key (seq has no index of its own: by seq, a scan).
 _PROMOTE = """
 UPDATE tasks SET state = 2, due_at = GREATEST(due_at, $1::bigint),
     claim_key = GREATEST(due_at, $1::bigint) - priority * $2::bigint, updated_at = $1,
     revision = $3
-WHERE seq = (SELECT seq FROM tasks WHERE grp = $4 AND state = 7 ORDER BY seq LIMIT 1)
+WHERE id = (SELECT id FROM tasks WHERE grp = $4 AND state = 7 ORDER BY seq LIMIT 1)
 RETURNING id, type, attempts, max_attempts, due_at
 """
 

@@ -28,22 +28,20 @@ from ...domain.model import (
     TaskState,
 )
 from ..sqlite.rows import TASK_COLUMNS, task_from_row
-from .cache import cache_key, cache_key_of, find_leader, find_result, hand_over
+from .cache import CacheHits, cache_key, cache_key_of, find_hits, hand_over
 from .filters import Params, filter_sql
 from .groups import promote_next
 from .writer import PgTx
 
 DELETE_CHUNK = 1000
 
-_INSERT_TASK = """
-INSERT INTO tasks (
-    id, type, payload, state, priority, run_at, due_at, claim_key, max_attempts,
-    backoff_initial, backoff_multiplier, backoff_maximum, backoff_jitter, timeout, grp,
-    idempotency_key, cache, client, labels, created_at, updated_at, revision, on_failure,
-    concurrency_key, cache_key, cached, cached_from, result, finished_at, trace_context
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-          $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
-"""
+_TASK_INSERT_COLUMNS = (
+    "id", "type", "payload", "state", "priority", "run_at", "due_at", "claim_key",
+    "max_attempts", "backoff_initial", "backoff_multiplier", "backoff_maximum",
+    "backoff_jitter", "timeout", "grp", "idempotency_key", "cache", "client", "labels",
+    "created_at", "updated_at", "revision", "on_failure", "concurrency_key", "cache_key",
+    "cached", "cached_from", "result", "finished_at", "trace_context",
+)  # fmt: skip
 
 _UPSERT_KEY_LIMITS = """
 INSERT INTO concurrency_keys (key, max_running, max_per_second, updated_at)
@@ -86,6 +84,7 @@ class PgTaskWrites:
         traces: dict[str, str] = {}  # task id -> the create's trace context, when traced
         by_key: dict[tuple[str, str], TaskRecord] = {}
         leaders: dict[str, str] = {}  # cache key -> id of the task made to lead in this batch
+        hits = await find_hits(tx, {cache_key(s) for s in specs if s.cache})
         for spec in specs:
             key = (spec.client, spec.idempotency_key)
             if spec.idempotency_key and key in existing:
@@ -94,7 +93,7 @@ class PgTaskWrites:
             if spec.idempotency_key and key in by_key:
                 answers.append((by_key[key], False))
                 continue
-            record = await self._new_record(tx, spec, leaders)
+            record = self._new_record(tx, spec, hits, leaders)
             if spec.idempotency_key:
                 by_key[key] = record
             new.append(record)
@@ -116,7 +115,9 @@ class PgTaskWrites:
             position += len(batch)
         return out
 
-    async def _new_record(self, tx: PgTx, spec: TaskSpec, leaders: dict[str, str]) -> TaskRecord:
+    def _new_record(
+        self, tx: PgTx, spec: TaskSpec, hits: CacheHits, leaders: dict[str, str]
+    ) -> TaskRecord:
         now = tx.now
         run_at = spec.run_at if spec.run_at is not None else now
         record = TaskRecord(
@@ -156,14 +157,14 @@ class PgTaskWrites:
             return replace(
                 record, state=TaskState.FOLLOWING, cached=True, cached_from=leaders[key], due_at=now
             )
-        hit = await find_result(tx, key, spec.cache_max_age)
+        hit = hits.result(key, spec.cache_max_age, now)
         if hit is not None:
             source_id, result = hit
             return replace(
                 record, state=TaskState.SUCCEEDED, result_json=result, cached=True,
                 cached_from=source_id, due_at=now, finished_at=now,
             )  # fmt: skip
-        leader = await find_leader(tx, key)
+        leader = hits.leaders.get(key)
         if leader is not None:
             return replace(
                 record, state=TaskState.FOLLOWING, cached=True, cached_from=leader, due_at=now
@@ -198,11 +199,9 @@ class PgTaskWrites:
             )  # fmt: skip
             labels.extend((r.id, k, v) for k, v in r.labels.items())
             tx.counts.add(r.type, int(r.state), r.attempts, r.max_attempts, 1)
-        await tx.conn.executemany(_INSERT_TASK, rows)
+        await _insert_rows(tx, "tasks", _TASK_INSERT_COLUMNS, rows)
         if labels:
-            await tx.conn.executemany(
-                "INSERT INTO task_labels (task_id, key, value) VALUES ($1, $2, $3)", labels
-            )
+            await _insert_rows(tx, "task_labels", ("task_id", "key", "value"), labels)
         key_limits = {
             s.concurrency_key: (
                 s.concurrency_key,
@@ -411,6 +410,21 @@ class PgTaskWrites:
                 revived = replace(revived, state=QUEUED, due_at=promoted[revived.id])
             answers.append(revived)
         return answers
+
+
+#: Rows inserted by COPY from this many on: 5,000 tasks went in 2.5 times faster than by
+#: executemany, but COPY costs a round trip more, a tenth of a millisecond on one task.
+COPY_FROM_ROWS = 16
+
+
+async def _insert_rows(
+    tx: PgTx, table: str, columns: tuple[str, ...], rows: Sequence[tuple[object, ...]]
+) -> None:
+    if len(rows) >= COPY_FROM_ROWS:
+        await tx.conn.copy_records_to_table(table, records=rows, columns=columns)
+        return
+    marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    await tx.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 def _changed(tx: PgTx, old: TaskRecord, new: TaskRecord) -> None:

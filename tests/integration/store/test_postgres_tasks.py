@@ -20,6 +20,7 @@ from scheduler_service.domain.errors import FailedPrecondition, NotFound
 from scheduler_service.domain.model import (
     MICROS_PER_SECOND,
     AttemptOutcome,
+    ConcurrencyLimits,
     TaskFilter,
     TaskState,
 )
@@ -409,3 +410,46 @@ async def test_replicas_pruning_at_once_share_the_work(
     assert await ids_stored(replicas[2]) == set()  # type: ignore[arg-type]
     assert await rows_of(postgres_url, "SELECT count(*) FROM deleted_tasks") == [(60,)]
     assert await rows_of(postgres_url, "SELECT sum(tasks)::bigint FROM task_counts") == [(0,)]
+
+
+async def test_a_large_batch_round_trips_every_field(
+    store: PostgresTaskStore, postgres_url: str
+) -> None:
+    """Batches of many tasks go in by COPY, single ones by INSERT: both store the same."""
+    limits = ConcurrencyLimits(max_running=2, max_per_second=0.5)
+    specs = [
+        spec(
+            labels={"team": f"t{i % 3}", "n": str(i)},
+            priority=i,
+            concurrency_key="acme" if i % 2 else "",
+            key_limits=limits if i % 2 else None,
+            trace_context='{"traceparent":"00-x"}' if i % 5 == 0 else "",
+            cache=i % 4 == 0,
+            payload_json='{"same":true}' if i % 4 == 0 else f'{{"n":{i}}}',
+        )
+        for i in range(40)
+    ]
+    [single] = await made(store, spec(labels={"team": "t0"}, trace_context='{"t":1}'))
+    batch = await made(store, *specs)
+    for task in (single, *batch):
+        assert await store.get_task(task.id) == task
+    # The first cached create of the batch leads; the identical ones follow it.
+    cached = [t for t in batch if t.cache]
+    assert cached[0].state == TaskState.PENDING and not cached[0].cached
+    assert {(t.state, t.cached_from) for t in cached[1:]} == {(TaskState.FOLLOWING, cached[0].id)}
+    team0, _ = await store.list_tasks(
+        TaskFilter(labels={"team": "t0"}), limit=100, after_id=None, descending=False
+    )
+    assert [t.id for t in team0] == [single.id] + [t.id for i, t in enumerate(batch) if i % 3 == 0]
+    traced = await rows_of(
+        postgres_url, "SELECT id, trace_context FROM tasks WHERE trace_context != '' ORDER BY id"
+    )
+    assert traced == [(single.id, '{"t":1}')] + [
+        (t.id, '{"traceparent":"00-x"}') for i, t in enumerate(batch) if i % 5 == 0
+    ]
+    keys = await rows_of(
+        postgres_url, "SELECT key, max_running, max_per_second FROM concurrency_keys"
+    )
+    assert keys == [("acme", 2, 0.5)]
+    labels = await rows_of(postgres_url, "SELECT count(*) FROM task_labels")
+    assert labels == [(1 + 2 * 40,)]
