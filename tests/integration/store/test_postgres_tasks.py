@@ -453,3 +453,33 @@ async def test_a_large_batch_round_trips_every_field(
     assert keys == [("acme", 2, 0.5)]
     labels = await rows_of(postgres_url, "SELECT count(*) FROM task_labels")
     assert labels == [(1 + 2 * 40,)]
+
+
+async def test_a_page_and_its_revision_come_from_one_snapshot(
+    replicas: list[PostgresTaskStore],
+) -> None:
+    """While another replica creates, every page holds exactly the tasks committed up to
+    the revision it answers (a watcher resumes from that revision and misses nothing)."""
+    created: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    async def create() -> None:
+        while not done.is_set():
+            for task in await made(replicas[0], spec(), spec()):
+                created.append((task.id, task.revision))
+
+    async def listings() -> list[tuple[set[str], int]]:
+        pages = []
+        for _ in range(40):
+            page, revision = await replicas[1].list_tasks(
+                TaskFilter(), limit=10_000, after_id=None, descending=False
+            )
+            pages.append(({t.id for t in page}, revision))
+            await asyncio.sleep(0.005)
+        done.set()
+        return pages
+
+    _, pages = await asyncio.gather(create(), listings())
+    assert len({revision for _, revision in pages}) > 5, "the creates did not interleave"
+    for ids, revision in pages:
+        assert ids == {task_id for task_id, made_at in created if made_at <= revision}
