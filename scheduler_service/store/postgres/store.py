@@ -117,18 +117,18 @@ class PostgresTaskStore:
         self._register_types = PgWriteKind("register_types", _register_types)
         self._pause = PgWriteKind("pause", _set_paused)
         self._set_limits = PgWriteKind("set_limits", _set_limits)
-        self._add_worker = PgWriteKind("add_worker", _add_worker)
-        self._remove_worker = PgWriteKind("remove_worker", _remove_worker)
-        self._worker_draining = PgWriteKind("worker_draining", _worker_draining)
+        self._add_worker = PgWriteKind("add_worker", _add_worker, quiet=True)
+        self._remove_worker = PgWriteKind("remove_worker", _remove_worker, quiet=True)
+        self._worker_draining = PgWriteKind("worker_draining", _worker_draining, quiet=True)
         # Leases (lease_writes.py, claims.py).
         leases = PgLeaseWrites(
             self.options.decide, self.options.priority_aging, self.options.lease_clock
         )
         self._leases = leases
-        self._claim = PgWriteKind("claim", leases.claim, last=True)
+        self._claim = PgWriteKind("claim", leases.claim, last=True, quiet=True)
         self._end = PgWriteKind("end", leases.end)
-        self._heartbeat = PgWriteKind("heartbeat", leases.heartbeat)
-        self._reclaim = PgWriteKind("reclaim", leases.reclaim_expired)
+        self._heartbeat = PgWriteKind("heartbeat", leases.heartbeat, quiet=True)
+        self._reclaim = PgWriteKind("reclaim", leases.reclaim_expired, quiet=True)
         self._release = PgWriteKind("release", leases.release_sessions)
         schedules = PgScheduleWrites(self._create_slot_tasks, self.options.schedule_grace)
         self._create_schedule = PgWriteKind("create_schedule", schedules.create)
@@ -146,9 +146,9 @@ class PostgresTaskStore:
         self._cancel = PgWriteKind("cancel", tasks.cancel)
         self._retry = PgWriteKind("retry", tasks.retry)
         self._run_now = PgWriteKind("run_now", tasks.run_now)
-        self._progress = PgWriteKind("progress", record_progress)
-        self._prune = PgWriteKind("prune", prune_finished)
-        self._prune_tombstones = PgWriteKind("prune_tombstones", prune_tombstones)
+        self._progress = PgWriteKind("progress", record_progress, quiet=True)
+        self._prune = PgWriteKind("prune", prune_finished, quiet=True)
+        self._prune_tombstones = PgWriteKind("prune_tombstones", prune_tombstones, quiet=True)
 
     # -- lifecycle -------------------------------------------------------------------------
 

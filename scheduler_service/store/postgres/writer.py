@@ -78,9 +78,18 @@ class PgTx:
     def __init__(self, conn: asyncpg.Connection, now: Micros, revision: int) -> None:
         self.conn = conn
         self.now = now
-        #: Every row this transaction changes takes this revision.
-        self.revision = revision
+        self._revision = revision
+        #: Whether a handler took the revision, i.e. changed tasks that watchers see.
+        self.revision_used = False
         self.counts = PgCountChanges()
+
+    @property
+    def revision(self) -> int:
+        """Every task row this transaction changes takes this revision. Taking it marks the
+        transaction as one that moves the change feed: only then is the counter written
+        and the commit announced (an empty claim or a heartbeat moves nothing)."""
+        self.revision_used = True
+        return self._revision
 
 
 Handler = Callable[[PgTx, Sequence[A]], Awaitable[Sequence[R]]]
@@ -88,9 +97,15 @@ Handler = Callable[[PgTx, Sequence[A]], Awaitable[Sequence[R]]]
 
 @dataclass(frozen=True)
 class PgWriteKind(Generic[A, R]):
+    """A kind of write (see the SQLite store's ``WriteKind``). A ``quiet`` kind's commit
+    is announced to the other replicas only if it changed tasks (took the revision): an
+    empty claim, a heartbeat or a worker row must not wake every replica's dispatcher,
+    whose own empty claim would wake this one back, and so on for ever."""
+
     name: str
     handler: Handler[A, R]
     last: bool = False
+    quiet: bool = False
 
 
 @dataclass
@@ -173,10 +188,16 @@ class PgGroupCommitWriter:
                     for kind, items in _group_by_kind(batch):
                         await self._apply(tx, kind, items, results, failures)
                     await tx.counts.save(conn)
-                    await conn.execute(
-                        "UPDATE meta SET value = $1 WHERE key = 'revision'", tx.revision
-                    )
-                    await conn.execute("SELECT pg_notify($1, $2)", COMMIT_CHANNEL, str(tx.revision))
+                    moved = tx.revision_used
+                    if moved:
+                        await conn.execute(
+                            "UPDATE meta SET value = $1 WHERE key = 'revision'", tx.revision
+                        )
+                    loud = any(not item.kind.quiet and id(item) in results for item in batch)
+                    if moved or loud:  # delivered to every replica when this commits
+                        await conn.execute(
+                            "SELECT pg_notify($1, $2)", COMMIT_CHANNEL, str(tx.revision)
+                        )
                 except BaseException:
                     await transaction.rollback()
                     raise
@@ -193,8 +214,9 @@ class PgGroupCommitWriter:
             if not isinstance(exc, Exception):
                 raise
             return
-        ran_last = any(item.kind.last and id(item) in results for item in batch)
-        self._on_commit(tx.revision, ran_last)
+        if moved:
+            ran_last = any(item.kind.last and id(item) in results for item in batch)
+            self._on_commit(tx.revision, ran_last)
         for item in batch:
             if item.future.done():  # its caller was cancelled while it waited
                 continue

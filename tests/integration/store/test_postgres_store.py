@@ -10,7 +10,7 @@ contract tests get parametrised over both backends instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -20,6 +20,7 @@ from scheduler_service.domain.model import ConcurrencyLimits, WorkerRecord
 from scheduler_service.store.base import Commit
 from scheduler_service.store.postgres.connection import migration_files
 from scheduler_service.store.postgres.store import PostgresOptions, PostgresTaskStore
+from tests.integration.store.test_store_contract import claim, spec
 from tests.support.clock import ManualClock
 from tests.support.polling import eventually
 
@@ -67,14 +68,14 @@ async def test_writes_of_two_replicas_take_distinct_revisions_in_commit_order(
     seen: list[list[int]] = [[], []]
     for index, store in enumerate(replicas):
         store.add_commit_listener(lambda commit, i=index: seen[i].append(commit.revision))
-    names = [f"type{i}" for i in range(40)]
-    await asyncio.gather(
-        *(replicas[i % 2].register_task_types([name]) for i, name in enumerate(names))
-    )
+    await replicas[0].register_task_types(["foo"])
+    created = await asyncio.gather(*(replicas[i % 2].create_tasks([spec()]) for i in range(40)))
     revisions = seen[0] + seen[1]
     assert len(revisions) == len(set(revisions)), "two commits took one revision"
     assert max(revisions) == await replicas[0].revision()
-    assert await replicas[1].task_type_names() == set(names)
+    # Each task carries the revision of the commit that made it (group commit puts many
+    # creates in one), and those commits were announced with exactly those revisions.
+    assert {task.revision for [(task, _)] in created} == set(revisions)
 
 
 async def test_a_commit_of_one_replica_reaches_the_other(
@@ -133,6 +134,45 @@ async def test_a_commit_names_its_revision_to_local_listeners(
 ) -> None:
     commits: list[Commit] = []
     replicas[0].add_commit_listener(commits.append)
-    await replicas[0].register_task_types(["x"])
+    await replicas[0].register_task_types(["foo"])
+    assert commits == []  # a task type is no change of tasks: the revision holds
+    await replicas[0].create_tasks([spec()])
     assert [c.revision for c in commits] == [await replicas[0].revision()]
     assert not commits[0].claimed
+
+
+async def test_only_commits_that_change_tasks_wake_the_other_replicas(
+    replicas: list[PostgresTaskStore],
+) -> None:
+    """An empty claim must not wake the other replica: its dispatcher's own empty claim
+    would wake this one back, for ever. A claim that leases, or a pause, does wake it."""
+    first, second = replicas
+    await first.register_task_types(["foo"])
+
+    async def settled() -> int:
+        # Wait until no notification is in flight: the count holds across a round trip.
+        before = await second.data_version()
+        await second.revision()
+        return before if await second.data_version() == before else -1
+
+    await eventually(lambda: settled_ok(settled), message="notifications settled")
+    quiet = await second.data_version()
+    revision = await first.revision()
+    outcome = await first.claim([claim()])
+    assert outcome.leases == [[]]
+    await first.revision()  # a round trip after the commit, which a NOTIFY would precede
+    assert await second.data_version() == quiet
+    assert await first.revision() == revision  # the counter did not move either
+
+    [(task, _)] = await first.create_tasks([spec()])
+    leased = await first.claim([claim()])
+    assert [lease.task_id for lease in leased.leases[0]] == [task.id]
+
+    async def woken() -> bool:
+        return await second.data_version() > quiet
+
+    await eventually(woken, message="the other replica woken by a create and a lease")
+
+
+async def settled_ok(settled: Callable[[], Awaitable[int]]) -> bool:
+    return await settled() >= 0
