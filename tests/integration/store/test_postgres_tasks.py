@@ -3,8 +3,12 @@
 The SQLite contract tests that exercise creating, reading, listing, deleting, cancelling,
 retrying and pruning tasks are imported below, so they run here unchanged against a
 PostgresTaskStore (pytest collects imported test functions with this module's fixtures).
-Those that also need claims and leases join as that part is ported. The tests defined
-here are PostgreSQL's own: several replicas sharing one database.
+Tests defined here with a contract test's name are its port, where the original opens a
+SQLite file or reads it directly (idempotency retention, pruned tasks, a followed task
+kept, old deletion records); the others are PostgreSQL's own: several replicas sharing one
+database, one snapshot per page, batches by COPY. Not run here: the SQLite store's time
+budget per prune batch (``test_a_batch_stops_at_its_time_budget_and_the_rest_go_next``):
+PostgreSQL deletes on the server, not on the event loop, so a batch has no budget.
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ async def test_cancel_retry_and_run_now_without_a_lease(
     assert await store.get_task(now_task.id) == retried
 
 
-async def test_a_cancelled_leader_hands_over_to_its_first_follower(
+async def test_a_cancelled_or_deleted_leader_hands_over_to_its_first_follower(
     store: PostgresTaskStore,
 ) -> None:
     [leader] = await made(store, spec(cache=True))
@@ -323,7 +327,7 @@ async def test_old_deletion_records_go_in_batches_and_raise_the_history_floor(
     assert [ch.task_id for ch in changes if ch.task is None] == [recent.id]
 
 
-async def test_kept_counts_match_a_recount_after_mixed_operations(
+async def test_kept_counts_match_a_recount_after_task_operations(
     store: PostgresTaskStore, clock: ManualClock, postgres_url: str
 ) -> None:
     made_tasks = await made(
