@@ -52,10 +52,10 @@ async def anything_to_prune(
 ) -> bool:
     """Whether a prune request would find a task, read outside the writer.
 
-    Every write transaction here takes the revision row lock and a new revision, and wakes
-    every replica's watchers, even when it changes nothing; an idle pruner would do that
-    on each round. So the store asks first (a replica pruning meanwhile only makes the
-    write find less).
+    Every write transaction takes the revision row lock, which serialises the writes of
+    all replicas, even when it changes nothing; an idle pruner would take it on each
+    round. So the store asks first, without a lock (a replica pruning meanwhile only makes
+    the write find less).
     """
     for state, age in sorted(ages.items()):
         _check_age(state, age)

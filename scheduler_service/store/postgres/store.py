@@ -51,6 +51,7 @@ from ...domain.model import (
 from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
 from ..base import Commit, CommitListener
+from ..sqlite.errors import DatabaseUnusable
 from ..sqlite.lease_writes import Decide
 from ..sqlite.rows import (
     ATTEMPT_COLUMNS,
@@ -153,6 +154,17 @@ class PostgresTaskStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            host = self.url.split("@")[-1]  # never the password
+            raise DatabaseUnusable(
+                f"cannot use the PostgreSQL database {host!r}: {exc} "
+                "(is the server up, the database created, the user allowed?)"
+            ) from exc
+
+    async def _open(self) -> None:
         self._pool = await create_pool(self.url, max_size=self.options.pool_size)
         async with self._pool.acquire() as conn:
             await migrate(conn)
@@ -275,7 +287,7 @@ class PostgresTaskStore:
         if not older_than or limit <= 0:
             return 0
         if not await anything_to_prune(self._p, older_than, self._clock.now()):
-            return 0  # no write: an empty one would still take a revision
+            return 0  # no write: an empty one would still hold every replica's writes
         return await self._w.submit(self._prune, (dict(older_than), limit))
 
     async def prune_tombstones(self, older_than: Micros, limit: int) -> int:
