@@ -34,7 +34,7 @@ from .http.dashboard import Dashboard
 from .http.server import HttpServer, build_app
 from .security.tokens import Identity, Role
 from .store.base import Commit
-from .store.sqlite.store import SqliteOptions, SqliteTaskStore
+from .store.factory import StoreSettings, open_store, redacted
 from .tracing import SchedulerTracing, traced_worker_args
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,16 @@ class SchedulerApp:
         self.metrics = SchedulerMetrics()
         # None unless --otlp-endpoint: OpenTelemetry is imported only then.
         self.tracing = SchedulerTracing.from_config(config)
-        self.store = SqliteTaskStore(
-            config.database_path,
-            SqliteOptions(
-                synchronous=config.sqlite_synchronous,
-                priority_aging=int(config.priority_aging * MICROS_PER_SECOND),
+        # SQLite for a path, PostgreSQL for a postgresql:// URL (store/factory.py).
+        self.store = open_store(
+            config.database,
+            StoreSettings(
                 clock=self.clock,
+                priority_aging=int(config.priority_aging * MICROS_PER_SECOND),
                 idempotency_retention=int(config.idempotency_retention * MICROS_PER_SECOND),
                 schedule_grace=int(config.schedule_grace * MICROS_PER_SECOND),
-                crash_at=config.crash_at or None,
+                sqlite_synchronous=config.sqlite_synchronous,
+                sqlite_crash_at=config.crash_at or None,
             ),
         )
         self.dispatcher = Dispatcher(
@@ -199,7 +200,7 @@ class SchedulerApp:
             extra={
                 "grpc": grpc_address,
                 "http": http_address or "off",
-                "database": config.database_path,
+                "database": redacted(config.database),
                 "scheduler_id": config.scheduler_id,
                 "tls": "mutual" if tls and tls.mutual else "on" if tls else "off",
                 "auth": _describe_auth(self.guard.tokens is not None, bool(tls and tls.mutual)),

@@ -27,6 +27,7 @@ from .security.exposure import exposure_problem
 from .security.tls import ServerTls
 from .security.tokens import TokenTable
 from .store.base import sqlite_path
+from .store.factory import is_postgres_url
 from .store.sqlite.connection import SYNCHRONOUS_LEVELS
 
 
@@ -96,7 +97,12 @@ class SchedulerConfig:
 
     @property
     def database_path(self) -> str:
+        """The SQLite file (a ValueError for a PostgreSQL URL: see :attr:`on_postgres`)."""
         return sqlite_path(self.database)
+
+    @property
+    def on_postgres(self) -> bool:
+        return is_postgres_url(self.database)
 
     @property
     def limits(self) -> Limits:
@@ -160,7 +166,8 @@ class SchedulerConfig:
         return config
 
     def validate(self) -> None:
-        self.database_path  # noqa: B018 - raises ValueError for a bad URL
+        if not self.on_postgres:
+            self.database_path  # noqa: B018 - raises ValueError for a bad path or URL
         checks = [
             (self.heartbeat_interval > 0, "--heartbeat-interval must be above 0"),
             (
@@ -295,8 +302,9 @@ def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     store.add_argument(
         "--database",
         default=SchedulerConfig.database,
-        metavar="PATH",
-        help="SQLite path or sqlite:///path",
+        metavar="PATH|URL",
+        help="SQLite path or sqlite:///path; or postgresql://user@host:port/db for replicas "
+        "on one PostgreSQL server (the postgres extra)",
     )
     store.add_argument(
         "--sqlite-synchronous",

@@ -192,11 +192,14 @@ class TaskStore(Protocol):
 def sqlite_path(url: str) -> str:
     """The file behind a ``--database`` value: a plain path or ``sqlite:///path``."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("--database: the PostgreSQL store does not exist yet; use an SQLite path")
+        host = url.split("@")[-1]  # never the password
+        raise ValueError(f"--database: {host!r} is a PostgreSQL URL, not an SQLite path")
     if url.startswith("sqlite:///"):
         return url.removeprefix("sqlite:///") or ":memory:"
     if "://" in url:
-        raise ValueError(f"--database: expected a path or sqlite:///path, got {url!r}")
+        raise ValueError(
+            f"--database: expected a path, sqlite:///path or postgresql://..., got {url!r}"
+        )
     if not url:
         raise ValueError("--database: must not be empty")
     return url

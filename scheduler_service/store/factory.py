@@ -1,10 +1,8 @@
 """Which store a ``--database`` value names: SQLite for a path or ``sqlite:///path``, the
 PostgreSQL store for ``postgresql://`` (or ``postgres://``) URLs.
 
-Not used yet: the scheduler still builds the SQLite store itself, and ``sqlite_path``
-refuses PostgreSQL URLs, until the PostgreSQL store is ported whole (issue 8). When it is,
 ``SchedulerApp`` builds its store with :func:`open_store`, from a :class:`StoreSettings`
-made of the same flags it passes to ``SqliteOptions`` today.
+made of its flags.
 
 asyncpg is the optional ``postgres`` extra, so the PostgreSQL store is imported only when
 a URL names it: an SQLite-only install never needs asyncpg.
@@ -13,16 +11,12 @@ a URL names it: an SQLite-only install never needs asyncpg.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from ..domain.clock import Clock, SystemClock
 from ..domain.model import MICROS_PER_SECOND, Micros
-from .base import sqlite_path
+from .base import TaskStore, sqlite_path
 from .sqlite.store import SqliteOptions, SqliteTaskStore
-
-if TYPE_CHECKING:
-    from .postgres.store import PostgresTaskStore
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -62,9 +56,7 @@ def redacted(database_url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_store(
-    database_url: str, settings: StoreSettings | None = None
-) -> SqliteTaskStore | PostgresTaskStore:
+def open_store(database_url: str, settings: StoreSettings | None = None) -> TaskStore:
     """The store ``database_url`` names, built but not yet connected: call ``open()``.
 
     Raises ValueError, naming the flag, for a value that is neither (``sqlite_path``).

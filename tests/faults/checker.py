@@ -64,6 +64,87 @@ def check(
     return report
 
 
+@dataclass
+class Snapshot:
+    """What the checker reads of a store, whichever the backend."""
+
+    #: id -> (id, state, lease_id, lease_expires_at, attempts, max_attempts)
+    tasks: dict[str, tuple[Any, ...]]
+    #: task id -> [(task_id, number, lease_id, outcome, finished_at, leased_at, started_at)]
+    attempts: dict[str, list[tuple[Any, ...]]]
+    counts_kept: dict[tuple[str, int], int]
+    counts_real: dict[tuple[str, int], int]
+    #: The clock lease_expires_at is on, now (micros).
+    now: int
+    integrity: str = "ok"
+
+
+TASKS_SQL = "SELECT id, state, lease_id, lease_expires_at, attempts, max_attempts FROM tasks"
+ATTEMPTS_SQL = (
+    "SELECT task_id, number, lease_id, outcome, finished_at, leased_at, started_at "
+    "FROM attempts ORDER BY task_id, number"
+)
+COUNTS_KEPT_SQL = "SELECT type, state, tasks FROM task_counts WHERE tasks != 0"
+COUNTS_REAL_SQL = "SELECT type, state, count(*) FROM tasks GROUP BY 1, 2"
+
+
+def snapshot_of(
+    tasks: Iterable[tuple[Any, ...]],
+    attempts: Iterable[tuple[Any, ...]],
+    counts_kept: Iterable[tuple[Any, ...]],
+    counts_real: Iterable[tuple[Any, ...]],
+    now: int,
+    integrity: str = "ok",
+) -> Snapshot:
+    by_task: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in attempts:
+        by_task[row[0]].append(tuple(row))
+    return Snapshot(
+        tasks={row[0]: tuple(row) for row in tasks},
+        attempts=by_task,
+        counts_kept={(r[0], r[1]): int(r[2]) for r in counts_kept},
+        counts_real={(r[0], r[1]): int(r[2]) for r in counts_real},
+        now=now,
+        integrity=integrity,
+    )
+
+
+def _read_sqlite(database: Path) -> Snapshot:
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+    try:
+        (integrity,) = conn.execute("PRAGMA integrity_check").fetchone()
+        return snapshot_of(
+            conn.execute(TASKS_SQL),
+            conn.execute(ATTEMPTS_SQL),
+            conn.execute(COUNTS_KEPT_SQL),
+            conn.execute(COUNTS_REAL_SQL),
+            # SQLite keeps lease deadlines on the host's monotonic clock.
+            now=time.monotonic_ns() // 1000,
+            integrity=integrity,
+        )
+    finally:
+        conn.close()
+
+
+def judge(
+    snapshot: Snapshot,
+    *,
+    acknowledged: Iterable[str] = (),
+    records: Path | None = None,
+    retried: Iterable[str] = (),
+    deleted: Iterable[str] = (),
+    lease_ttl: float = 30.0,
+    require_terminal: bool = False,
+) -> Report:
+    """:func:`check` for a snapshot read elsewhere (the PostgreSQL store's)."""
+    report = _judge(
+        snapshot, set(acknowledged), records, set(retried), set(deleted), lease_ttl,
+        require_terminal,
+    )  # fmt: skip
+    assert not report.problems, "checker failed:\n  " + "\n  ".join(report.problems)
+    return report
+
+
 def _inspect(
     database: Path,
     acknowledged: set[str],
@@ -73,34 +154,26 @@ def _inspect(
     lease_ttl: float,
     require_terminal: bool,
 ) -> Report:
+    return _judge(
+        _read_sqlite(database), acknowledged, records, retried, deleted, lease_ttl,
+        require_terminal,
+    )  # fmt: skip
+
+
+def _judge(
+    snapshot: Snapshot,
+    acknowledged: set[str],
+    records: Path | None,
+    retried: set[str],
+    deleted: set[str],
+    lease_ttl: float,
+    require_terminal: bool,
+) -> Report:
     report = Report()
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
-    try:
-        (integrity,) = conn.execute("PRAGMA integrity_check").fetchone()
-        if integrity != "ok":
-            report.fail(f"integrity_check: {integrity}")
-        tasks = {
-            row[0]: row
-            for row in conn.execute(
-                "SELECT id, state, lease_id, lease_expires_at, attempts, max_attempts FROM tasks"
-            )
-        }
-        attempts: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        for row in conn.execute(
-            "SELECT task_id, number, lease_id, outcome, finished_at, leased_at, started_at "
-            "FROM attempts ORDER BY task_id, number"
-        ):
-            attempts[row[0]].append(row)
-        counts_kept = {
-            (r[0], r[1]): r[2]
-            for r in conn.execute("SELECT type, state, tasks FROM task_counts WHERE tasks != 0")
-        }
-        counts_real = {
-            (r[0], r[1]): r[2]
-            for r in conn.execute("SELECT type, state, count(*) FROM tasks GROUP BY 1, 2")
-        }
-    finally:
-        conn.close()
+    if snapshot.integrity != "ok":
+        report.fail(f"integrity_check: {snapshot.integrity}")
+    tasks, attempts = snapshot.tasks, snapshot.attempts
+    counts_kept, counts_real = snapshot.counts_kept, snapshot.counts_real
     report.tasks = len(tasks)
     report.attempts = sum(len(a) for a in attempts.values())
     for row in tasks.values():
@@ -117,7 +190,7 @@ def _inspect(
             r["lease_id"] for r in read_records(records) if r["outcome"] == "succeeded"
         }
     seen_leases: set[str] = set()
-    now_mono = time.monotonic_ns() // 1000
+    now_mono = snapshot.now
     for task_id, row in tasks.items():
         _, state, lease_id, expires, _, _ = row
         history = attempts.get(task_id, [])

@@ -1,13 +1,18 @@
 """PostgresTaskStore: the task store on a PostgreSQL server shared by scheduler replicas.
 
-Work in progress (issue 8). It follows the SQLite store's interface and semantics method
-by method, and each ported method is run by the same contract tests as SQLite's. So far:
-opening (migrations under an advisory lock), the group-commit writer with revisions in
-commit order across replicas, commit notifications between replicas (LISTEN/NOTIFY), task
-types with their counts and limits, and the workers table.
+Selected by a ``postgresql://`` ``--database`` URL (``store/factory.py``). It implements the
+whole store interface with the SQLite store's semantics, method by method, and the SQLite
+contract tests run against it unchanged (``tests/integration/store/test_postgres_*.py``).
 
-Not yet: tasks, leases and claims, schedules, retention, stats and explanations. Until
-then a ``postgresql://`` URL is refused at start-up (``store.base.sqlite_path``).
+What differs, and why:
+
+- Writes go through a group-commit writer (``writer.py``) whose transactions first lock the
+  revision row, so the writes of all replicas commit one at a time in revision order (the
+  change feed's cursor needs that), and a commit that changed tasks is announced to every
+  replica by ``NOTIFY`` (``data_version``), instead of SQLite's polled file counter.
+- Claims take candidate rows ``FOR UPDATE SKIP LOCKED``; lease deadlines are on the
+  database server's clock, the one clock replicas on many hosts share (``lease_writes.py``).
+- Reads that need one snapshot run in REPEATABLE READ read-only transactions.
 
 Rows map to records through the SQLite store's column lists and row functions
 (``sqlite/rows.py``): both schemas use the same names and value encodings on purpose.

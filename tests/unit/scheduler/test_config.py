@@ -27,7 +27,7 @@ def test_environment_is_read_and_flags_win() -> None:
     ("argv", "env", "needle"),
     [
         (["--lease-ttl", "1", "--heartbeat-interval", "1"], {}, "--lease-ttl"),
-        (["--database", "postgresql://x/y"], {}, "PostgreSQL"),
+        (["--database", "mysql://x/y"], {}, "postgresql://"),
         (["--database", "mysql://x"], {}, "--database"),
         ([], {"ORCHESTRATOR_LEASE_TTL": "soon"}, "ORCHESTRATOR_LEASE_TTL"),
         (["--sqlite-synchronous", "OFF"], {}, "--sqlite-synchronous"),

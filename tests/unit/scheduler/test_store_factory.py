@@ -55,7 +55,10 @@ def test_postgresql_urls_open_the_postgres_store(url: str) -> None:
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("mysql://db/orch", "expected a path or sqlite:///path"), ("", "must not be empty")],
+    [
+        ("mysql://db/orch", "expected a path, sqlite:///path or postgresql://"),
+        ("", "must not be empty"),
+    ],
 )
 def test_other_values_are_refused_naming_the_flag(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
