@@ -14,6 +14,7 @@ from orchestrator_client.tracing import TracingUnavailable
 
 from .app import SchedulerApp
 from .config import SchedulerConfig
+from .maintenance import is_command, run_command
 from .store.sqlite.errors import DatabaseUnusable
 
 
@@ -36,7 +37,10 @@ async def _serve(config: SchedulerConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = SchedulerConfig.from_args(argv, os.environ)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if is_command(arguments):  # `migrate` or `copy`: run once, no servers
+        return run_command(arguments, os.environ)
+    config = SchedulerConfig.from_args(arguments, os.environ)
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))
