@@ -11,8 +11,10 @@ COPY proto ./proto
 COPY clients ./clients
 COPY scheduler_service ./scheduler_service
 COPY worker_service ./worker_service
-# With the tracing extra, so that ORCHESTRATOR_OTLP_ENDPOINT works in the image.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[tracing]'
+# With the tracing extra, so that ORCHESTRATOR_OTLP_ENDPOINT works in the image, and the
+# postgres extra (asyncpg), so that ORCHESTRATOR_DATABASE may be a postgresql:// URL
+# (docker-compose.postgres.yml).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[tracing,postgres]'
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 orchestrator \
