@@ -19,6 +19,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from tests.support.cluster import Cluster
+from tests.support.polling import eventually
 from tests.support.processes import ManagedProcess
 from tests.support.streams import read_message
 from tests.support.tasks import request, wait_terminal
@@ -206,6 +207,43 @@ async def test_copy_sqlite_into_postgres_keeps_every_answer(
     code, _, err = await _run_async("copy", "--from", str(cluster.database), "--to", postgres_url)
     assert code == 1
     assert "not empty" in err
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.timeout(120)
+async def test_copy_refuses_running_tasks_unless_told_to_expire_their_leases(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    sqlite_scheduler = await cluster.start_scheduler()
+    slow = await cluster.start_worker("--foo-seconds", "60")
+    tasks = cluster.tasks(sqlite_scheduler)
+    task = await tasks.CreateTask(request("foo"))
+
+    async def running() -> bool:
+        current = await tasks.GetTask(task_service_pb2.GetTaskRequest(id=task.id))
+        return current.state == task_pb2.TASK_STATE_RUNNING
+
+    await eventually(running, message="the task running")
+    sqlite_scheduler.kill()  # a crash: the lease stays in the file
+    sqlite_scheduler.wait(10)
+    slow.kill()
+    slow.wait(10)
+
+    code, out, err = await _run_async("copy", "--from", str(cluster.database), "--to", postgres_url)
+    assert code == 1
+    assert "RUNNING" in err and "--expire-leases" in err
+    code, out, err = await _run_async(
+        "copy", "--from", str(cluster.database), "--to", postgres_url, "--expire-leases"
+    )
+    assert code == 0, err
+    assert "leases expired: 1" in out
+
+    pg_scheduler = await cluster.start_scheduler("--database", postgres_url)
+    await cluster.start_worker(scheduler=pg_scheduler)
+    done = await wait_terminal(cluster.tasks(pg_scheduler), task.id, timeout=30)
+    assert done.state == task_pb2.TASK_STATE_SUCCEEDED
+    outcomes = [a.outcome for a in done.attempt_history]
+    assert outcomes == [task_pb2.ATTEMPT_OUTCOME_WORKER_LOST, task_pb2.ATTEMPT_OUTCOME_SUCCEEDED]
 
 
 def test_copy_to_a_bad_url_exits_non_zero_naming_it(tmp_path: Path) -> None:
