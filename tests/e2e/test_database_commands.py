@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -244,6 +245,38 @@ async def test_copy_refuses_running_tasks_unless_told_to_expire_their_leases(
     assert done.state == task_pb2.TASK_STATE_SUCCEEDED
     outcomes = [a.outcome for a in done.attempt_history]
     assert outcomes == [task_pb2.ATTEMPT_OUTCOME_WORKER_LOST, task_pb2.ATTEMPT_OUTCOME_SUCCEEDED]
+
+
+@pytest.mark.sqlite_only
+async def test_copy_in_batches_keeps_the_rowid_order_and_continues_the_sequence(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    import asyncpg
+
+    scheduler = await cluster.start_scheduler("--task-types", "sum2")
+    tasks = cluster.tasks(scheduler)
+    for start in range(0, 2500, 1000):  # no worker: they stay pending
+        batch = [request("sum2", {"first": i, "second": 0}) for i in range(start, start + 1000)]
+        batch = batch[: 2500 - start]
+        await tasks.BatchCreateTasks(task_service_pb2.BatchCreateTasksRequest(tasks=batch))
+    _stop(scheduler)
+    with sqlite3.connect(cluster.database) as source:
+        order = [row[0] for row in source.execute("SELECT id FROM tasks ORDER BY rowid")]
+    assert len(order) == 2500
+
+    code, out, err = await _run_async("copy", "--from", str(cluster.database), "--to", postgres_url)
+    assert code == 0, err
+    assert "tasks: 2500 rows" in out
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        copied = [row["id"] for row in await conn.fetch("SELECT id FROM tasks ORDER BY seq")]
+        highest = await conn.fetchval("SELECT max(seq) FROM tasks")
+        following = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('tasks', 'seq'))")
+    finally:
+        await conn.close()
+    assert copied == order
+    assert following > highest
 
 
 def test_copy_to_a_bad_url_exits_non_zero_naming_it(tmp_path: Path) -> None:
