@@ -258,7 +258,9 @@ def _split(values: Sequence[str] | None) -> list[str]:
 def build_parser(environ: Mapping[str, str]) -> EnvArgumentParser:
     p = EnvArgumentParser(
         prog="orchestrator-scheduler",
-        description="The task-orchestrator scheduler: gRPC API, lease stream, SQLite store.",
+        description="The task-orchestrator scheduler: gRPC API, lease stream, SQLite store. "
+        "Database commands, which run once and exit: `orchestrator-scheduler migrate` and "
+        "`orchestrator-scheduler copy` (--help on each).",
         environ=environ,
     )
     p.add_config_option()

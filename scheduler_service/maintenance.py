@@ -42,9 +42,11 @@ def _migrate(argv: list[str], environ: Mapping[str, str]) -> int:
     # read exactly as when it starts (other flags are accepted and ignored).
     parser = build_parser(environ)
     parser.prog = f"{PROG} migrate"
+    parser.usage = f"{PROG} migrate [--database PATH|URL] [--config FILE]"
     parser.description = (
         "Apply the schema migrations of the database --database names (SQLite or "
-        "PostgreSQL) and exit, without starting the scheduler."
+        "PostgreSQL) and exit, without starting the scheduler. The scheduler's other "
+        "options are accepted (a shared --config file works) and ignored."
     )
     args = parser.parse_args(argv)
     configure_logging("warning", args.log_format)
