@@ -163,7 +163,7 @@ async def _copy_into(reader: sqlite3.Connection, target: str, report: CopyReport
                 "SELECT setval(pg_get_serial_sequence('tasks', 'seq'),"
                 " coalesce(max(seq), 0) + 1, false) FROM tasks"
             )
-    except asyncpg.PostgresError as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseUnusable(f"copy into {shown(target)} failed: {exc}") from exc
     finally:
         await conn.close()
