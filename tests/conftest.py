@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
@@ -9,6 +10,21 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.postgres import PostgresServer, require_postgres
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of SQLite itself (its file, its crash hook, its power-cut behaviour) run on
+    SQLite only, and tests of replicas on PostgreSQL only: their other instances are
+    deselected, not skipped."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("cluster") if callspec is not None else None
+        other = {"postgres": "sqlite_only", "sqlite": "postgres_only"}.get(str(backend))
+        (dropped if other and item.get_closest_marker(other) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -20,13 +36,27 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture
+BACKENDS = ("sqlite", "postgres")
+#: The backends the ``cluster`` tests run on unless ORCHESTRATOR_TEST_BACKENDS says.
+DEFAULT_BACKENDS = "sqlite"
+
+
+def _backends() -> list[str]:
+    """``ORCHESTRATOR_TEST_BACKENDS=sqlite,postgres`` (or one of them) picks the backends."""
+    chosen = os.environ.get("ORCHESTRATOR_TEST_BACKENDS", DEFAULT_BACKENDS).split(",")
+    return [name for name in BACKENDS if name in chosen]
+
+
+@pytest.fixture(params=_backends())
 async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    """Real scheduler and worker processes on loopback, on an SQLite file in tmp_path.
+    """Real scheduler and worker processes on loopback, on an SQLite file in tmp_path or on
+    a database of its own on the test run's PostgreSQL server: every test that uses it runs
+    on both backends, unless marked ``sqlite_only`` (it tests SQLite itself).
 
     Their logs are printed when the test fails.
     """
-    cluster = Cluster(tmp_path)
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    cluster = Cluster(tmp_path, url)
     try:
         yield cluster
     finally:

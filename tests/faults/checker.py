@@ -19,6 +19,8 @@ promise: **at-least-once execution, exactly one accepted completion per task**.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import sqlite3
 import time
 from collections import defaultdict
@@ -46,7 +48,7 @@ class Report:
 
 
 def check(
-    database: Path,
+    database: Path | str,
     *,
     acknowledged: Iterable[str] = (),
     records: Path | None = None,
@@ -126,6 +128,55 @@ def _read_sqlite(database: Path) -> Snapshot:
         conn.close()
 
 
+def read_rows(location: Path | str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one query (the same SQL on both backends), from an SQLite file or a
+    PostgreSQL URL."""
+    if isinstance(location, str):
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _fetch_postgres(location, sql)).result()
+    conn = sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=30)
+    try:
+        return [tuple(row) for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+async def _fetch_postgres(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+def read_postgres(url: str) -> Snapshot:
+    """The same snapshot from a PostgreSQL database (its own event loop in a thread: the
+    checker is called from tests that are inside theirs)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _read_postgres(url)).result()
+
+
+async def _read_postgres(url: str) -> Snapshot:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            now = await conn.fetchval("SELECT (extract(epoch FROM now()) * 1000000)::bigint")
+            return snapshot_of(
+                await conn.fetch(TASKS_SQL),
+                await conn.fetch(ATTEMPTS_SQL),
+                await conn.fetch(COUNTS_KEPT_SQL),
+                await conn.fetch(COUNTS_REAL_SQL),
+                # PostgreSQL keeps lease deadlines on the database server's wall clock.
+                now=int(now),
+            )
+    finally:
+        await conn.close()
+
+
 def judge(
     snapshot: Snapshot,
     *,
@@ -146,7 +197,7 @@ def judge(
 
 
 def _inspect(
-    database: Path,
+    database: Path | str,
     acknowledged: set[str],
     records: Path | None,
     retried: set[str],
@@ -154,10 +205,8 @@ def _inspect(
     lease_ttl: float,
     require_terminal: bool,
 ) -> Report:
-    return _judge(
-        _read_sqlite(database), acknowledged, records, retried, deleted, lease_ttl,
-        require_terminal,
-    )  # fmt: skip
+    snapshot = read_postgres(database) if isinstance(database, str) else _read_sqlite(database)
+    return _judge(snapshot, acknowledged, records, retried, deleted, lease_ttl, require_terminal)
 
 
 def _judge(

@@ -35,6 +35,9 @@ from tests.support.processes import SchedulerProcess
 from tests.support.recording_handlers import read_records
 from tests.support.tasks import request, wait_terminal
 
+# Tests of SQLite itself (the --crash-at hook is the SQLite writer's).
+pytestmark = pytest.mark.sqlite_only
+
 TYPES = ("--task-types", "recorded")
 WORKER = ("--module", "tests.support.recording_handlers", "--reconnect-max-delay", "0.5")
 KEY = "crash-point-key"

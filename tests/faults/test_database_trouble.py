@@ -33,6 +33,9 @@ from tests.support.polling import eventually
 from tests.support.processes import SchedulerProcess, scheduler_args
 from tests.support.tasks import request, wait_terminal
 
+# Tests of SQLite itself (SQLite's own troubles: its file locked, its disk full, its WAL).
+pytestmark = pytest.mark.sqlite_only
+
 if TYPE_CHECKING:  # the async stub class exists only in the generated .pyi file
     from orchestrator.v1.task_service_pb2_grpc import TaskServiceAsyncStub
 

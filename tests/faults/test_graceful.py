@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
-from tests.faults.checker import check
+from tests.faults.checker import check, read_rows
 from tests.faults.profile import Profile
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually
@@ -103,11 +103,11 @@ async def test_sigterm_to_workers_and_scheduler_under_load(
     await eventually(all_terminal, timeout=120, interval=0.1, message="everything finished")
     finished = time.monotonic() - restarted
     report = check(
-        cluster.database, acknowledged=created, records=records, lease_ttl=LEASE_TTL,
+        cluster.location, acknowledged=created, records=records, lease_ttl=LEASE_TTL,
         require_terminal=True,
     )  # fmt: skip
 
-    attempts = _attempts(cluster.database)
+    attempts = _attempts(cluster.location)
     long_ids = set(created[:LONG_TASKS])
     outcomes = Counter(
         task_pb2.AttemptOutcome.Name(task_pb2.AttemptOutcome.ValueType(outcome)).removeprefix(
@@ -132,10 +132,6 @@ async def test_sigterm_to_workers_and_scheduler_under_load(
     assert len(runs) == len(created)
 
 
-def _attempts(database: Path) -> list[tuple[str, int, str]]:
+def _attempts(location: Path | str) -> list[tuple[Any, ...]]:
     """Every attempt: task id, outcome, error."""
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        return list(conn.execute("SELECT task_id, outcome, error FROM attempts"))
-    finally:
-        conn.close()
+    return read_rows(location, "SELECT task_id, outcome, error FROM attempts")

@@ -191,7 +191,7 @@ async def test_many_streams_dispatch_latency_and_memory(
     assert summary["streams"] == profile.load_streams
     assert summary["leases"] >= total, figures
     assert summary["refused"] == 0, figures
-    report = check(cluster.database, acknowledged=ids, lease_ttl=30.0, require_terminal=True)
+    report = check(cluster.location, acknowledged=ids, lease_ttl=30.0, require_terminal=True)
     assert report.tasks == total
     assert peak_rss < RSS_LIMIT_BYTES, figures
     assert percentile(latencies, 0.99) < P99_LIMIT_MS, figures

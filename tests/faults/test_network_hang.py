@@ -131,7 +131,7 @@ async def test_blackholed_link_is_detected_on_both_sides_and_heals(
         assert outcomes[0] == "ATTEMPT_OUTCOME_WORKER_LOST", outcomes
         assert outcomes[-1] == "ATTEMPT_OUTCOME_SUCCEEDED", outcomes
         report = check(
-            cluster.database, acknowledged=[created.id], records=records, lease_ttl=30.0,
+            cluster.location, acknowledged=[created.id], records=records, lease_ttl=30.0,
             require_terminal=True,
         )  # fmt: skip
         print(

@@ -63,7 +63,7 @@ async def test_cpu_bound_handler_that_kills_its_pool_child(
         assert done.attempt_history[-1].worker_id == worker.name
     assert worker.running, worker.dump()
     report = check(
-        cluster.database, acknowledged=[poison.id, normal.id, cpu.id], records=records,
+        cluster.location, acknowledged=[poison.id, normal.id, cpu.id], records=records,
         lease_ttl=LEASE_TTL, require_terminal=True,
     )  # fmt: skip
     print(
@@ -103,7 +103,7 @@ async def test_hanging_handler_is_cut_off_at_its_timeout_and_its_slot_comes_back
     next_lease = (micros(done.attempt_history[0].leased_at) - micros(cut.finished_at)) / 1e6
     assert worker.running, worker.dump()
     report = check(
-        cluster.database, acknowledged=[hung.id, after.id], records=records,
+        cluster.location, acknowledged=[hung.id, after.id], records=records,
         lease_ttl=LEASE_TTL, require_terminal=True,
     )  # fmt: skip
     print(
@@ -139,7 +139,7 @@ async def test_async_handler_that_kills_its_worker(cluster: Cluster, tmp_path: P
     assert done.state == task_pb2.TASK_STATE_SUCCEEDED, done
     assert done.attempt_history[0].worker_id == survivor.name
     report = check(
-        cluster.database, acknowledged=[poison.id, normal.id], records=records,
+        cluster.location, acknowledged=[poison.id, normal.id], records=records,
         lease_ttl=LEASE_TTL, require_terminal=True,
     )  # fmt: skip
     print(

@@ -12,19 +12,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 
 from orchestrator.v1 import admin_service_pb2, task_pb2, task_service_pb2
 from tests.faults.checker import (
-    ATTEMPTS_SQL,
-    COUNTS_KEPT_SQL,
-    COUNTS_REAL_SQL,
-    TASKS_SQL,
-    Snapshot,
     judge,
-    snapshot_of,
+    read_postgres,
 )
 from tests.faults.profile import Profile
 from tests.support.cluster import FAST_WORKER, Cluster
@@ -68,26 +62,13 @@ async def _create_all(
                 await asyncio.sleep(0.02)
 
 
-async def _snapshot(url: str) -> Snapshot:
-    conn = await asyncpg.connect(url)
-    try:
-        now = await conn.fetchval("SELECT (extract(epoch FROM now()) * 1000000)::bigint")
-        return snapshot_of(
-            await conn.fetch(TASKS_SQL),
-            await conn.fetch(ATTEMPTS_SQL),
-            await conn.fetch(COUNTS_KEPT_SQL),
-            await conn.fetch(COUNTS_REAL_SQL),
-            # PostgreSQL keeps lease deadlines on the database server's wall clock.
-            now=int(now),
-        )
-    finally:
-        await conn.close()
-
-
+@pytest.mark.postgres_only
 @pytest.mark.timeout(1800)
 async def test_replicas_on_postgres_with_one_killed_every_few_seconds(
-    cluster: Cluster, tmp_path: Path, profile: Profile, postgres_url: str
+    cluster: Cluster, tmp_path: Path, profile: Profile
 ) -> None:
+    assert cluster.database_url is not None
+    postgres_url = cluster.database_url
     rng = random.Random(1)
     total = profile.kill_tasks
     records = tmp_path / "records"
@@ -143,7 +124,7 @@ async def test_replicas_on_postgres_with_one_killed_every_few_seconds(
     for worker in cluster.workers:
         assert worker.running, worker.dump()
     report = judge(
-        await _snapshot(postgres_url),
+        read_postgres(postgres_url),
         acknowledged=acked, records=records, lease_ttl=2.0, require_terminal=True,
     )  # fmt: skip
     print(

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from orchestrator.v1 import admin_service_pb2
 from tests.faults.checker import check
@@ -36,6 +37,9 @@ from tests.support.cluster import Cluster
 from tests.support.polling import eventually
 from tests.support.processes import SchedulerProcess
 from tests.support.tasks import request
+
+# Tests of SQLite itself (an SQLite file copied mid-write, as a power cut leaves it).
+pytestmark = pytest.mark.sqlite_only
 
 MODULE = ("--module", "tests.support.recording_handlers")
 SEED = 1

@@ -90,7 +90,7 @@ async def test_worker_sigkill_mid_task_is_leased_again_within_a_second(
     for worker in workers:
         assert worker.running, worker.dump()
     report = check(
-        cluster.database, acknowledged=created, records=records, lease_ttl=LEASE_TTL,
+        cluster.location, acknowledged=created, records=records, lease_ttl=LEASE_TTL,
         require_terminal=True,
     )  # fmt: skip
     print(
@@ -163,7 +163,7 @@ async def test_worker_sigstop_past_its_lease_is_reclaimed_and_its_late_result_re
     assert _outcomes(done) == ["WORKER_LOST", "SUCCEEDED"], _outcomes(done)
     assert worker.running, worker.dump()
     report = check(
-        cluster.database, acknowledged=[task.id], records=records, lease_ttl=LEASE_TTL,
+        cluster.location, acknowledged=[task.id], records=records, lease_ttl=LEASE_TTL,
         require_terminal=True,
     )  # fmt: skip
     runs = read_records(records)

@@ -31,13 +31,22 @@ FAST_WORKER = ("--foo-seconds", "0.2", "--shutdown-grace", "5", "--log-level", "
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database_url: str | None = None) -> None:
         self.dir = tmp_path
         self.database = tmp_path / "orchestrator.db"
+        #: A postgresql:// URL when the cluster runs on PostgreSQL (the ``postgres`` param of
+        #: the ``cluster`` fixture); None on SQLite, whose file is :attr:`database`.
+        self.database_url = database_url
         self.schedulers: list[SchedulerProcess] = []
         self.workers: list[ManagedProcess] = []
         self._channels: list[grpc.aio.Channel] = []
         self._names = itertools.count(1)
+
+    @property
+    def location(self) -> Path | str:
+        """Where the schedulers keep their tasks: the SQLite file, or the PostgreSQL URL
+        (what the fault suite's checker reads)."""
+        return self.database_url if self.database_url is not None else self.database
 
     # -- processes ---------------------------------------------------------------------
 
@@ -49,6 +58,8 @@ class Cluster:
         env: dict[str, str] | None = None,
     ) -> SchedulerProcess:
         args = scheduler_args(self.database, *FAST_SCHEDULER, *extra)
+        if self.database_url is not None:
+            args[args.index("--database") + 1] = self.database_url
         args[args.index("--listen") + 1] = listen
         process = SchedulerProcess(name or f"scheduler{next(self._names)}", args, self.dir, env=env)
         self.schedulers.append(process)
