@@ -10,6 +10,8 @@ queue; each figure is the median over ``--runs`` runs. Ratios compare task-orche
 with each peer: how many times its throughput, or how many times lower its latency.
 Workloads D (1,000,000 stored tasks) and E (1,000 worker streams) are task-orchestrator's
 alone, measured once: their figures answer to the targets in the README, not to a peer.
+Workload F (scaling out) is ours alone too, measured ``--runs`` times: SQLite, one
+PostgreSQL replica and three side by side, on a PostgreSQL server the bench starts.
 """
 
 from __future__ import annotations
@@ -61,15 +63,18 @@ def main(argv: list[str] | None = None) -> int:
                     if spec.ours_only and name != OURS:
                         continue
                     measured = []
-                    for run in range(1 if spec.ours_only else runs):
+                    once = spec.ours_only and not spec.repeated
+                    for run in range(1 if once else runs):
                         if spec.prepare is not None:
                             spec.prepare(system, sizes)
-                        system.start()
+                        if not spec.own_processes:
+                            system.start()
                         try:
                             figures = spec.run(system, sizes)
                         finally:
                             system.stop()
-                        print(f"  {system.name:<18} {workload} run {run + 1}: {_line(figures)}")
+                        shown = _headline(figures, spec.headline) if spec.table else figures
+                        print(f"  {system.name:<18} {workload} run {run + 1}: {_line(shown)}")
                         measured.append(figures)
                     results[workload][name] = median_of(measured)
             finally:
@@ -89,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _headline(figures: Figures, headline: str) -> Figures:
+    """Only the headline figures (a workload with its own table measures dozens)."""
+    return Figures({k: v for k, v in figures.values.items() if k.endswith(headline)})
+
+
 def _line(figures: Figures) -> str:
     return ", ".join(f"{name} {value:,.1f}" for name, value in figures.values.items())
 
@@ -98,7 +108,10 @@ def _table(workload: str, by_system: dict[str, Figures]) -> str:
     spec = WORKLOADS[workload]
     headline, higher_better = spec.headline, spec.higher_better
     ours = by_system.get(OURS)
-    lines = [f"{spec.title} ({'one run' if spec.ours_only else 'medians'})", ""]
+    once = spec.ours_only and not spec.repeated
+    lines = [f"{spec.title} ({'one run' if once else 'medians'})", ""]
+    if spec.table is not None and ours is not None:
+        return "\n".join(lines) + "\n" + spec.table(ours)
     header = ["system", *names]
     if not spec.ours_only:
         header.append(f"ours vs it ({headline})")

@@ -10,6 +10,8 @@
   started early.
 - **D** scale (task-orchestrator only): :mod:`bench.scale`, 1,000,000 stored tasks.
 - **E** fan-out (task-orchestrator only): :mod:`bench.fanout`, 1,000 worker streams.
+- **F** scaling out (task-orchestrator only): :mod:`bench.scaleout`, A1's and A2's end-to-end
+  rates on SQLite, one PostgreSQL replica and three.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench.fanout import fanout
 from bench.figures import Figures, percentile
 from bench.processes import wait_until
 from bench.scale import prepare, scale
+from bench.scaleout import scaleout, table
 from bench.starts import Start, read_starts
 from bench.systems import Orchestrator, System
 
@@ -43,6 +46,8 @@ class Sizes:
     fanout_processes: int = 4
     fanout_rate: int = 1000
     fanout_seconds: float = 20.0
+    scaleout_tasks: int = 10_000
+    scaleout_clients: int = 3
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -56,6 +61,7 @@ class Sizes:
             fanout_processes=2,
             fanout_rate=500,
             fanout_seconds=5.0,
+            scaleout_tasks=2_000,
         )
 
 
@@ -158,6 +164,16 @@ def fanout_run(system: System, sizes: Sizes) -> Figures:
     )
 
 
+def scaleout_run(system: System, sizes: Sizes) -> Figures:
+    ours = _orchestrator(system)
+    return scaleout(
+        ours.workdir,
+        tasks=sizes.scaleout_tasks,
+        clients=sizes.scaleout_clients,
+        inflight=sizes.inflight,
+    )
+
+
 @dataclass(frozen=True)
 class Workload:
     title: str
@@ -169,6 +185,13 @@ class Workload:
     prepare: Callable[[System, Sizes], None] | None = None
     #: Measured on task-orchestrator alone (targets, not peers, to compare with); one run.
     ours_only: bool = False
+    #: Ours alone but measured ``--runs`` times all the same (medians): its comparison is
+    #: inside it (F: deployments side by side).
+    repeated: bool = False
+    #: It starts and stops the processes it measures (the system's own are not started).
+    own_processes: bool = False
+    #: Its own table of the (median) figures, in place of the one-row-per-system table.
+    table: Callable[[Figures], str] | None = None
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -200,5 +223,15 @@ WORKLOADS: dict[str, Workload] = {
         False,
         fanout_run,
         ours_only=True,
+    ),
+    "F": Workload(
+        "F scaling out: SQLite, 1 and 3 PostgreSQL replicas (10,000 tasks; 2,000 with --quick)",
+        "end-to-end/s",
+        True,
+        scaleout_run,
+        ours_only=True,
+        repeated=True,
+        own_processes=True,
+        table=table,
     ),
 }

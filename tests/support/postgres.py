@@ -10,6 +10,10 @@ Where the binaries are missing the PostgreSQL tests skip, saying how to install 
 
 The cluster runs with ``fsync=off``: its durability is not what these tests test, and a
 crash of the server is not among the faults they inject (they kill schedulers).
+
+``python -m bench`` (workload F, :mod:`bench.scaleout`) starts its server with this class
+too, ``durable=True`` (fsync on, as SQLite's ``FULL`` is), so there is one way to make a
+throw-away server; pytest is imported only where a test run needs it.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
 INSTALL = "apt-get install postgresql"
 _names = itertools.count(1)
 
 
-def _bindir() -> Path | None:
+def find_binaries() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl`` (``$ORCHESTRATOR_POSTGRES_BIN`` first); None
+    when PostgreSQL is not installed."""
     configured = os.environ.get("ORCHESTRATOR_POSTGRES_BIN")
     if configured:
         return Path(configured)
@@ -42,7 +46,9 @@ def _bindir() -> Path | None:
 
 
 def require_postgres() -> Path:
-    bindir = _bindir()
+    import pytest  # only a test run asks for this; the bench finds the binaries itself
+
+    bindir = find_binaries()
     if bindir is not None and (bindir / "pg_ctl").exists():
         return bindir
     reason = f"no PostgreSQL server binaries here: {INSTALL}"
@@ -60,8 +66,10 @@ def _free_port() -> int:
 class PostgresServer:
     """One cluster for the whole test run; :meth:`new_database` gives each test its own."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        #: fsync on and full page writes (a benchmark against SQLite's fsync per commit).
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="orchestrator-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -86,9 +94,10 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
             "--encoding=UTF8", "--locale=C", "--no-sync",
         )  # fmt: skip
+        unsafe = "" if self.durable else "-c fsync=off -c full_page_writes=off "
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.dir} -c fsync=off -c full_page_writes=off "
+            f"-c unix_socket_directories={self.dir} {unsafe}"
             "-c max_connections=300 -c shared_buffers=64MB"
         )
         self._run(
