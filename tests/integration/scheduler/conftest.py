@@ -15,6 +15,7 @@ from orchestrator.v1 import (
 )
 from scheduler_service.app import SchedulerApp
 from scheduler_service.config import SchedulerConfig
+from tests.conftest import backend_params
 
 if TYPE_CHECKING:  # the async stub classes exist only in the generated .pyi files
     from orchestrator.v1.admin_service_pb2_grpc import AdminServiceAsyncStub
@@ -31,13 +32,16 @@ class InProcess:
     workers: WorkerServiceAsyncStub
 
 
-@pytest.fixture
-async def scheduler(tmp_path: Path) -> AsyncIterator[InProcess]:
-    """A real scheduler (gRPC on a loopback port, SQLite file) inside the test's loop."""
+@pytest.fixture(params=backend_params())
+async def scheduler(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[InProcess]:
+    """A real scheduler (gRPC on a loopback port) inside the test's loop, on an SQLite file
+    or on a PostgreSQL database of its own (both, by default)."""
+    on_postgres = request.param == "postgres"
+    database = request.getfixturevalue("postgres_url") if on_postgres else str(tmp_path / "api.db")
     config = SchedulerConfig(
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
-        database=str(tmp_path / "api.db"),
+        database=database,
         scheduler_id="test",
         task_types=("foo", "sum2"),
         heartbeat_interval=0.5,
