@@ -14,23 +14,15 @@ from tests.support.postgres import PostgresServer, require_postgres
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of SQLite itself (its file, its crash hook, its power-cut behaviour) run on
-    SQLite only, and tests of replicas on PostgreSQL only; the end-to-end tier runs on
-    SQLite unless the backends are named. Those instances are deselected, not skipped."""
-    explicit = BACKENDS_VARIABLE in os.environ
+    SQLite only, and tests of replicas on PostgreSQL only: their other instances are
+    deselected, not skipped."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
         backend = params.get("cluster", params.get("scheduler"))
         other = {"postgres": "sqlite_only", "sqlite": "postgres_only"}.get(str(backend))
-        e2e_default_skip = (
-            not explicit
-            and backend not in E2E_DEFAULT
-            and "tests/e2e/" in item.nodeid
-            and not item.get_closest_marker("postgres_only")
-        )
-        drop = (other and item.get_closest_marker(other)) or e2e_default_skip
-        (dropped if drop else kept).append(item)
+        (dropped if other and item.get_closest_marker(other) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -48,9 +40,6 @@ def pytest_runtest_makereport(
 BACKENDS = ("sqlite", "postgres")
 #: The variable that picks the backends (``sqlite``, ``postgres`` or both, comma separated).
 BACKENDS_VARIABLE = "ORCHESTRATOR_TEST_BACKENDS"
-#: Without it, the end-to-end tier runs on SQLite only (both would double its ~8 minutes,
-#: too long for CI); the integration and fault tiers run on both.
-E2E_DEFAULT = ("sqlite",)
 
 
 def backend_params() -> list[str]:
