@@ -15,7 +15,7 @@ from orchestrator_client.tracing import TracingUnavailable
 from .app import SchedulerApp
 from .config import SchedulerConfig
 from .maintenance import is_command, run_command
-from .store.sqlite.errors import DatabaseUnusable
+from .store.errors import DatabaseUnusable
 
 
 async def _serve(config: SchedulerConfig) -> None:

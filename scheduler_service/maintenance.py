@@ -18,8 +18,8 @@ from orchestrator_client.logs import configure_logging
 
 from .config import build_parser
 from .store.copy import SKIPPED_TABLES, CopyRefused, copy_sqlite_to_postgres
+from .store.errors import DatabaseUnusable
 from .store.schema import migrate_database, shown
-from .store.sqlite.errors import DatabaseUnusable
 
 COMMANDS = ("migrate", "copy")
 PROG = "orchestrator-scheduler"

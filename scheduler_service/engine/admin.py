@@ -26,9 +26,10 @@ class AdminOperations:
         """
         return await self._store.list_workers(self._clock.now() - 2 * self._dispatcher.lease_ttl)
 
-    async def workers_by_type(self) -> dict[str, int]:
+    async def workers_by_type(self, workers: list[WorkerRecord] | None = None) -> dict[str, int]:
+        """Live workers per task type; of ``workers`` when the caller has read them."""
         counts: dict[str, int] = {}
-        for worker in await self.live_workers():
+        for worker in await self.live_workers() if workers is None else workers:
             for name in worker.task_types:
                 counts[name] = counts.get(name, 0) + 1
         return counts

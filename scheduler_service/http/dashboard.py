@@ -197,10 +197,7 @@ class Dashboard:
         """Counts, types and workers as of now: what the overview page draws."""
         stats = await self._admin.stats()
         workers = await self._admin.live_workers()
-        by_type: dict[str, int] = {}
-        for worker in workers:
-            for name in worker.task_types:
-                by_type[name] = by_type.get(name, 0) + 1
+        by_type = await self._admin.workers_by_type(workers)
         types = await self._admin.task_types()
         return {
             "time": self._clock.now() // 1000,

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from .base import sqlite_path
+from .errors import DatabaseUnusable
 from .factory import is_postgres_url
 from .schema import CONNECT_TIMEOUT, migrate_database, shown
-from .sqlite.errors import DatabaseUnusable
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 from .base import sqlite_path
+from .errors import DatabaseUnusable
 from .factory import is_postgres_url, redacted
-from .sqlite.errors import DatabaseUnusable
 
 #: Seconds to wait for a PostgreSQL connection before giving up.
 CONNECT_TIMEOUT = 10.0

@@ -56,7 +56,7 @@ from ...domain.model import (
 from ...domain.schedules import ScheduleRecord, ScheduleSpec
 from ...domain.transitions import after_attempt
 from ..base import Commit, CommitListener
-from ..sqlite.errors import DatabaseUnusable
+from ..errors import DatabaseUnusable
 from ..sqlite.lease_writes import Decide
 from ..sqlite.rows import (
     ATTEMPT_COLUMNS,

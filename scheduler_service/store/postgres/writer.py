@@ -26,6 +26,7 @@ import asyncpg
 from ...domain.clock import Clock
 from ...domain.errors import SchedulerError, Unavailable
 from ...domain.model import Micros
+from ..sqlite.counts import CountChanges, Shape
 
 log = logging.getLogger(__name__)
 
@@ -42,34 +43,19 @@ ON CONFLICT (type, state) DO UPDATE SET
     retries = task_counts.retries + excluded.retries,
     exhausted = task_counts.exhausted + excluded.exhausted
 """
-FAILED = 5
-CountDelta = dict[tuple[str, int], list[int]]
 
 
-class PgCountChanges:
-    """Changes to ``task_counts`` of one transaction, written in one statement at its end
-    (see the SQLite store's ``counts.py`` for why not triggers)."""
-
-    def __init__(self) -> None:
-        self._delta: CountDelta = {}
+class PgCountChanges(CountChanges):
+    """The SQLite store's count changes (same arithmetic, same snapshot and restore),
+    written with PostgreSQL's statement."""
 
     def add(self, type_: str, state: int, attempts: int, max_attempts: int, sign: int) -> None:
-        entry = self._delta.setdefault((type_, state), [0, 0, 0])
-        entry[0] += sign
-        entry[1] += sign * max(attempts - 1, 0)
-        entry[2] += sign * int(state == FAILED and attempts >= max_attempts)
-
-    def snapshot(self) -> CountDelta:
-        return {key: list(value) for key, value in self._delta.items()}
-
-    def restore(self, snapshot: CountDelta) -> None:
-        self._delta = snapshot
+        self._add(Shape(type_, state, attempts, max_attempts), sign)
 
     async def save(self, conn: asyncpg.Connection) -> None:
-        rows = [(t, s, *v) for (t, s), v in self._delta.items() if any(v)]
+        rows = self.rows()
         if rows:
             await conn.executemany(_COUNTS_UPSERT, rows)
-        self._delta = {}
 
 
 class PgTx:

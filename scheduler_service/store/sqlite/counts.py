@@ -64,8 +64,13 @@ class CountChanges:
         """Forget the changes of a handler rolled back to its savepoint."""
         self._delta = snapshot
 
-    async def save(self, conn: InlineConnection) -> None:
+    def rows(self) -> list[tuple[str, int, int, int, int]]:
+        """(type, state, tasks, retries, exhausted) to add, once: the changes are spent."""
         rows = [(t, s, *v) for (t, s), v in self._delta.items() if any(v)]
+        self._delta = {}
+        return rows  # type: ignore[return-value]
+
+    async def save(self, conn: InlineConnection) -> None:
+        rows = self.rows()
         if rows:
             await conn.executemany(_UPSERT, rows)
-        self._delta = {}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from ...domain.errors import ResourceExhausted, SchedulerError, Unavailable
+from ..errors import DatabaseUnusable
+
+__all__ = ["DatabaseUnusable", "storage_error"]
 
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
 
@@ -21,7 +24,3 @@ def storage_error(exc: sqlite3.Error) -> SchedulerError:
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
         return Unavailable("the database is locked by another process; retry")
     return Unavailable(f"the database cannot be written right now ({exc}); retry")
-
-
-class DatabaseUnusable(Exception):
-    """The database cannot be opened for writing (read-only, missing folder, corrupt)."""
